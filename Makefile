@@ -1,0 +1,38 @@
+# phaseshift — the two commands users need are `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup tools test unit integration lint demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok from Go
+# modules into ~/.cache/phaseshift (reused when present).
+tools:
+	tools/build.sh
+
+lint: setup
+	$(BIN)/ruff check operator sample_app tests bench
+	$(BIN)/ruff format --check operator sample_app tests bench
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+test: setup tools lint
+	$(BIN)/pytest -q -ra tests
+
+demo: setup tools
+	$(BIN)/phaseshift demo
+
+clean:
+	-$(BIN)/phaseshift cluster down
+	rm -rf $(VENV) results

@@ -1,0 +1,1 @@
+"""The local lab: control plane, Prometheus, traffic model and demo (the imperative shell)."""

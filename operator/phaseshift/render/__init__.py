@@ -1,0 +1,1 @@
+"""Pure builders: (ScalePlan, phase) -> desired Kubernetes objects, one module per component."""

@@ -1,0 +1,1 @@
+"""The sample application phaseshift scales: users and items, configured by its environment."""
