@@ -1,0 +1,108 @@
+"""The `phaseshift` command line: a thin shell that parses arguments and calls one module each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from phaseshift.lab import cluster
+
+    if args.action == "up":
+        return cluster.up_command(args.name, nodes=args.nodes, with_prometheus=args.prometheus)
+    if args.action == "down":
+        return cluster.down_command(args.name)
+    return cluster.kubeconfig_command(args.name)
+
+
+def _crd(args: argparse.Namespace) -> int:
+    from phaseshift.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from phaseshift.planview import plan_command
+
+    return plan_command(args.file, phase=args.phase, diff_from=args.diff_from)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from phaseshift.operator_main import run_command
+
+    return run_command(
+        namespaces=args.namespace,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+        standalone=args.standalone,
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from phaseshift.lab.demo import demo_command
+
+    return demo_command(speed=args.speed, profile=args.profile, check=args.check, results=args.results)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from phaseshift.statusview import status_command
+
+    return status_command(args.name, namespace=args.namespace, kubeconfig=args.kubeconfig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phaseshift", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("cluster", help="a local control plane (etcd, kube-apiserver, kwok nodes)")
+    p.add_argument("action", choices=["up", "down", "kubeconfig"])
+    p.add_argument("--name", default="phaseshift")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--prometheus", action="store_true", help="also start Prometheus on loopback")
+    p.set_defaults(func=_cluster)
+
+    p = sub.add_parser("crd", help="print the ScalePlan CustomResourceDefinition")
+    p.set_defaults(func=_crd)
+
+    p = sub.add_parser("plan", help="print the objects a ScalePlan renders to in a phase")
+    p.add_argument("-f", "--file", type=Path, required=True)
+    p.add_argument("--phase", type=int, required=True, choices=[1, 2, 3, 4])
+    p.add_argument("--diff-from", type=int, choices=[1, 2, 3, 4])
+    p.set_defaults(func=_plan)
+
+    p = sub.add_parser("run", help="run the operator")
+    p.add_argument("-n", "--namespace", action="append", default=[], help="watch only these")
+    p.add_argument("--health-port", type=int, default=8081)
+    p.add_argument("--metrics-port", type=int, default=8080)
+    p.add_argument("--peering", default="phaseshift", help="kopf peering name")
+    p.add_argument("--standalone", action="store_true", help="no peering (single replica)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="the 0 -> 1M users journey on a local control plane")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--profile", default="day")
+    p.add_argument("--check", action="store_true", help="short scenario; non-zero exit on failure")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("status", help="a ScalePlan's phase, conditions and history")
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--kubeconfig", type=Path)
+    p.set_defaults(func=_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
