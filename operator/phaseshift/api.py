@@ -1,0 +1,748 @@
+"""The ScalePlan API (phaseshift.dev/v1alpha1): pydantic models for spec and status.
+
+These models are the source of truth. The CRD in crds/scaleplan.yaml is generated from
+them (phaseshift.crd), and every cross-field rule here has a CEL twin attached to the
+model through `x-kubernetes-validations`, so the API server and `parse_plan` accept
+exactly the same plans.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
+
+GROUP = "phaseshift.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ScalePlan"
+PLURAL = "scaleplans"
+SINGULAR = "scaleplan"
+SHORT_NAME = "sp"
+
+MIN_PHASE = 1
+MAX_PHASE = 4
+HISTORY_LIMIT = 20
+
+# Labels on every managed object.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "phaseshift"
+LABEL_PLAN = f"{GROUP}/plan"
+LABEL_PHASE = f"{GROUP}/phase"
+LABEL_COMPONENT = f"{GROUP}/component"
+# Stateful objects kept after a demotion carry this label with value "true".
+LABEL_RETAIN = f"{GROUP}/retain"
+# With Manual approval the operator acts only when this annotation names the target phase.
+ANNOTATION_APPROVE = f"{GROUP}/approve"
+
+DEFAULT_IMAGE = "ghcr.io/phaseshift/sample-app:0.1.0"
+DEFAULT_PROMETHEUS_URL = "http://prometheus.monitoring.svc:9090"
+# $namespace and $plan are replaced by the plan's namespace and name before querying.
+DEFAULT_SIGNALS: dict[str, str] = {
+    "activeUsers": 'sum(app_active_users{namespace="$namespace",plan="$plan"})',
+    "rps": 'sum(rate(http_requests_total{namespace="$namespace",plan="$plan"}[1m]))',
+    "p95LatencySeconds": (
+        "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket"
+        '{namespace="$namespace",plan="$plan"}[1m])))'
+    ),
+    "errorRate": (
+        '(sum(rate(http_requests_total{namespace="$namespace",plan="$plan",code=~"5.."}[1m]))'
+        " or vector(0)) / clamp_min(sum(rate(http_requests_total"
+        '{namespace="$namespace",plan="$plan"}[1m])), 1e-9)'
+    ),
+}
+# The seed's boundaries: phase 1 serves up to 1K users, phase 2 up to 100K, phase 3 up to 1M.
+DEFAULT_PROMOTE_AT_USERS: dict[int, float] = {1: 1_000, 2: 100_000, 3: 1_000_000}
+
+# A Kubernetes resource quantity without sign, e.g. 250m, 1.5, 512Mi, 1e3.
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+SIGNAL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
+COMPONENT_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]{0,254}$"
+# metav1.Condition's own validation patterns.
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+HTTP_URL_PATTERN = r"^https?://[^\s]+$"
+
+# Longest PromQL expression accepted; bounds CEL cost estimates too.
+MAX_PROMQL_LENGTH = 4096
+MAX_SIGNALS = 16
+
+
+def cel(
+    rule: str,
+    message: str,
+    *,
+    field_path: str | None = None,
+    reason: str | None = None,
+) -> JsonDict:
+    """One `x-kubernetes-validations` entry; the Python twin lives in the same model."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    if reason is not None:
+        entry["reason"] = reason
+    return entry
+
+
+def _quantity_to_str(value: object) -> object:
+    # YAML turns `cpu: 1` into an int; the CRD marks quantities int-or-string like core types.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_to_str),
+    StringConstraints(pattern=QUANTITY_PATTERN, max_length=64),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+SignalName = Annotated[str, StringConstraints(pattern=SIGNAL_NAME_PATTERN)]
+PromQL = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMQL_LENGTH)]
+ComponentName = Annotated[str, StringConstraints(pattern=COMPONENT_NAME_PATTERN)]
+Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
+Threshold = Annotated[float, Field(ge=0)]
+Phase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE)]
+# Phases that can be left upward: phase 4 is the last.
+PromotablePhase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE - 1)]
+Seconds = Annotated[int, Field(ge=0, le=86_400)]
+PositiveSeconds = Annotated[int, Field(ge=1, le=86_400)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Reason = Annotated[str, StringConstraints(pattern=REASON_PATTERN, max_length=1024)]
+Message = Annotated[str, StringConstraints(max_length=32_768)]
+
+
+class ApiModel(BaseModel):
+    """Base of all ScalePlan models: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase keys, no unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(ApiModel):
+    """Status models ignore unknown keys, so an older operator can read a newer status."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------------------- spec: app
+
+
+class ResourceList(ApiModel):
+    cpu: Quantity | None = None
+    """CPU quantity, e.g. 250m or 2."""
+    memory: Quantity | None = None
+    """Memory quantity, e.g. 256Mi."""
+
+
+class Resources(ApiModel):
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+
+class EnvVar(ApiModel):
+    name: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+    value: Annotated[str, StringConstraints(max_length=4096)] = ""
+
+
+class App(ApiModel):
+    """The application being scaled."""
+
+    image: Image = DEFAULT_IMAGE
+    """Container image of the application (pinned, never :latest)."""
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8080
+    """Port the application listens on for HTTP and /metrics."""
+    resources: Resources | None = None
+    """Base resources; each phase's catalog default or override wins over these."""
+    env: Annotated[
+        list[EnvVar],
+        Field(
+            max_length=64,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []
+    """Extra environment variables for the application container."""
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_unique(cls, env: list[EnvVar]) -> list[EnvVar]:
+        _require_unique([e.name for e in env], "name")
+        return env
+
+
+# ------------------------------------------------------------------------ spec: metrics
+
+
+class Metrics(ApiModel):
+    """Where the load signals come from."""
+
+    prometheus_url: Annotated[str, StringConstraints(pattern=HTTP_URL_PATTERN, max_length=2048)] = (
+        DEFAULT_PROMETHEUS_URL
+    )
+    """Base URL of the Prometheus HTTP API."""
+    signals: Annotated[dict[SignalName, PromQL], Field(min_length=1, max_length=MAX_SIGNALS)] = (
+        Field(default_factory=lambda: dict(DEFAULT_SIGNALS))
+    )
+    """Signal name -> PromQL; $namespace and $plan are replaced by the plan's own."""
+    query_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 10
+    """Timeout of each Prometheus query."""
+    staleness_seconds: Annotated[int, Field(ge=1, le=3_600)] = 120
+    """A sample older than this counts as missing (MetricsAvailable=False)."""
+
+
+# ------------------------------------------------------------------------- spec: phases
+
+
+class PhaseThreshold(ApiModel):
+    """When to leave `phase` upward: any signal at or above its threshold promotes."""
+
+    phase: PromotablePhase
+    promote_when: Annotated[
+        dict[SignalName, Threshold], Field(min_length=1, max_length=MAX_SIGNALS)
+    ]
+    """Signal name -> threshold to leave this phase upward."""
+
+
+def _default_phases() -> list[PhaseThreshold]:
+    return [
+        PhaseThreshold(phase=phase, promote_when={"activeUsers": users})
+        for phase, users in DEFAULT_PROMOTE_AT_USERS.items()
+    ]
+
+
+_THRESHOLDS_INCREASE = cel(
+    "self.all(a, self.all(b, a.phase >= b.phase || "
+    "a.promoteWhen.all(k, !(k in b.promoteWhen) || a.promoteWhen[k] < b.promoteWhen[k])))",
+    "spec.phases: a signal's threshold must increase strictly from phase to phase",
+    reason="FieldValueInvalid",
+)
+
+
+def _check_thresholds_increase(phases: Sequence[PhaseThreshold]) -> None:
+    for a in phases:
+        for b in phases:
+            if a.phase >= b.phase:
+                continue
+            for name, threshold in a.promote_when.items():
+                if name in b.promote_when and not threshold < b.promote_when[name]:
+                    raise ValueError(
+                        f"threshold of {name!r} must increase strictly from phase to phase "
+                        f"(phase {a.phase}: {threshold}, phase {b.phase}: {b.promote_when[name]})"
+                    )
+
+
+# ------------------------------------------------------------------------- spec: policy
+
+
+class Predictive(ApiModel):
+    lead_seconds: Seconds = 0
+    """Promote when the signal is predicted to cross its threshold this far ahead; 0 = off."""
+    lookback_seconds: Annotated[int, Field(ge=30, le=86_400)] = 300
+    """History predict_linear fits the trend on."""
+
+
+class Promotion(ApiModel):
+    stabilization_seconds: Seconds = 60
+    """A threshold must be exceeded for this long (min_over_time) before promoting."""
+    cooldown_seconds: Seconds = 300
+    """No new transition for this long after the last one finished."""
+    predictive: Predictive = Field(default_factory=Predictive)
+
+
+class Demotion(ApiModel):
+    enabled: bool = True
+    hysteresis: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    """Demote only below threshold * (1 - hysteresis), so a hovering signal never flaps."""
+    stabilization_seconds: Annotated[int, Field(ge=0, le=604_800)] = 900
+    """The signal must stay below the demotion threshold for this long (max_over_time)."""
+    stateful_tiers: Literal["Retain", "Migrate"] = "Retain"
+    """Retain keeps databases, queues and streams on demotion; Migrate moves data back."""
+
+
+_MIN_LE_MAX = cel(
+    "self.minPhase <= self.maxPhase",
+    "minPhase must not be greater than maxPhase",
+    field_path=".minPhase",
+    reason="FieldValueInvalid",
+)
+_MANUAL_NAMES_APPROVERS = cel(
+    "self.approval != 'Manual' || size(self.approvers) > 0",
+    "a Manual plan must name at least one approver",
+    field_path=".approvers",
+    reason="FieldValueRequired",
+)
+
+
+class Policy(ApiModel):
+    """How and when the operator moves between phases."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_MIN_LE_MAX, _MANUAL_NAMES_APPROVERS]}
+    )
+
+    evaluation_interval_seconds: Annotated[int, Field(ge=1, le=3_600)] = 15
+    """How often signals are evaluated."""
+    promotion: Promotion = Field(default_factory=Promotion)
+    demotion: Demotion = Field(default_factory=Demotion)
+    min_phase: Phase = MIN_PHASE
+    max_phase: Phase = MAX_PHASE
+    paused: bool = False
+    """Hold the current phase: no decisions are acted on."""
+    approval: Literal["Automatic", "Manual"] = "Automatic"
+    """Manual: act only when annotation phaseshift.dev/approve=<target phase> is set."""
+    approvers: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=253)]],
+        Field(max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ] = []
+    """Who may approve a transition of a Manual plan (users or groups)."""
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers_unique(cls, approvers: list[str]) -> list[str]:
+        _require_unique(approvers, "approver")
+        return approvers
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Policy:
+        if self.min_phase > self.max_phase:
+            raise ValueError(_MIN_LE_MAX["message"])
+        if self.approval == "Manual" and not self.approvers:
+            raise ValueError(_MANUAL_NAMES_APPROVERS["message"])
+        return self
+
+
+# ---------------------------------------------------------------------- spec: overrides
+
+_HPA_MIN_LE_MAX = cel(
+    "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+    "minReplicas must not be greater than maxReplicas",
+    field_path=".minReplicas",
+    reason="FieldValueInvalid",
+)
+Replicas = Annotated[int, Field(ge=0, le=1_000)]
+
+
+class Hpa(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_HPA_MIN_LE_MAX]})
+
+    min_replicas: Annotated[int, Field(ge=1, le=1_000)] | None = None
+    max_replicas: Annotated[int, Field(ge=1, le=1_000)] | None = None
+    target_cpu_utilization_percentage: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        default=None, alias="targetCPUUtilizationPercentage"
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Hpa:
+        if (
+            self.min_replicas is not None
+            and self.max_replicas is not None
+            and self.min_replicas > self.max_replicas
+        ):
+            raise ValueError(_HPA_MIN_LE_MAX["message"])
+        return self
+
+
+class PhaseOverride(ApiModel):
+    """Overrides of the catalog's defaults for one phase; unset fields keep the default."""
+
+    phase: Phase
+    app_replicas: Replicas | None = None
+    app_resources: Resources | None = None
+    read_replicas: Annotated[int, Field(ge=0, le=100)] | None = None
+    shards: Annotated[int, Field(ge=1, le=256)] | None = None
+    hpa: Hpa | None = None
+    images: Annotated[dict[ComponentName, Image], Field(max_length=32)] | None = None
+    """Component name -> image, e.g. postgres, redis, rabbitmq."""
+
+
+# ------------------------------------------------------------- spec: mesh, observability
+
+
+class Mesh(ApiModel):
+    provider: Literal["None", "Linkerd", "Istio"] = "None"
+
+
+class Observability(ApiModel):
+    service_monitor: bool = False
+    """Create a prometheus-operator ServiceMonitor for the app."""
+    prometheus_rule: bool = False
+    """Create a PrometheusRule with the SLO alerts."""
+    slo_latency_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
+    slo_error_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
+
+
+# ------------------------------------------------------------------------ spec: rollout
+
+
+class BlueGreen(ApiModel):
+    grace_seconds: Seconds = 300
+    """How long the old colour is kept after the switch, for a fast rollback."""
+
+
+class Rolling(ApiModel):
+    progress_deadline_seconds: PositiveSeconds = 600
+
+
+class Canary(ApiModel):
+    weight_percent: Annotated[int, Field(ge=1, le=100)] = 10
+    """Traffic moved to the canary at each iteration."""
+    interval_seconds: PositiveSeconds = 60
+    threshold: Annotated[int, Field(ge=1, le=100)] = 3
+    """Failed checks before the canary is rolled back."""
+    iterations: Annotated[int, Field(ge=1, le=100)] = 5
+    max_error_rate: Fraction = 0.01
+    max_p95_latency_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+
+class Rollout(ApiModel):
+    blue_green: BlueGreen = Field(default_factory=BlueGreen)
+    rolling: Rolling = Field(default_factory=Rolling)
+    canary: Canary = Field(default_factory=Canary)
+
+
+# --------------------------------------------------------------------------- spec: root
+
+_SIGNALS_DEFINED = cel(
+    "self.phases.all(p, p.promoteWhen.all(k, k in self.metrics.signals))",
+    "every signal named in phases[].promoteWhen must be defined in metrics.signals",
+    field_path=".phases",
+    reason="FieldValueInvalid",
+)
+
+
+class ScalePlanSpec(ApiModel):
+    """What to scale, on which signals, and how."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_SIGNALS_DEFINED]})
+
+    app: App = Field(default_factory=App)
+    metrics: Metrics = Field(default_factory=Metrics)
+    phases: Annotated[
+        list[PhaseThreshold],
+        Field(
+            max_length=MAX_PHASE - 1,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["phase"],
+                "x-kubernetes-validations": [_THRESHOLDS_INCREASE],
+            },
+        ),
+    ] = Field(default_factory=_default_phases)
+    """Thresholds to leave each phase upward (phases 1-3, each at most once)."""
+    policy: Policy = Field(default_factory=Policy)
+    overrides: Annotated[
+        list[PhaseOverride],
+        Field(
+            max_length=MAX_PHASE,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["phase"],
+            },
+        ),
+    ] = []
+    """Per-phase component overrides (each phase at most once)."""
+    mesh: Mesh = Field(default_factory=Mesh)
+    observability: Observability = Field(default_factory=Observability)
+    rollout: Rollout = Field(default_factory=Rollout)
+
+    @field_validator("phases")
+    @classmethod
+    def _phases_valid(cls, phases: list[PhaseThreshold]) -> list[PhaseThreshold]:
+        _require_unique([p.phase for p in phases], "phase")
+        _check_thresholds_increase(phases)
+        return phases
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides_unique(cls, overrides: list[PhaseOverride]) -> list[PhaseOverride]:
+        _require_unique([o.phase for o in overrides], "phase")
+        return overrides
+
+    @model_validator(mode="after")
+    def _signals_defined(self) -> ScalePlanSpec:
+        for p in self.phases:
+            missing = sorted(set(p.promote_when) - set(self.metrics.signals))
+            if missing:
+                raise ValueError(f"{_SIGNALS_DEFINED['message']} (undefined: {', '.join(missing)})")
+        return self
+
+    def threshold_for(self, phase: int) -> dict[str, float]:
+        """Signal -> threshold to leave `phase` upward; empty when the phase is never left."""
+        for p in self.phases:
+            if p.phase == phase:
+                return dict(p.promote_when)
+        return {}
+
+    def override_for(self, phase: int) -> PhaseOverride | None:
+        for o in self.overrides:
+            if o.phase == phase:
+                return o
+        return None
+
+
+# ---------------------------------------------------------------------------- status
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    TRANSITIONING = "Transitioning"
+    METRICS_AVAILABLE = "MetricsAvailable"
+    DEGRADED = "Degraded"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    ROLLOUT_IN_PROGRESS = "RolloutInProgress"
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """metav1.Condition."""
+
+    type: Annotated[str, StringConstraints(pattern=CONDITION_TYPE_PATTERN, max_length=316)]
+    status: ConditionStatus
+    reason: Reason
+    message: Message = ""
+    last_transition_time: AwareDatetime
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+
+
+class Decision(StatusModel):
+    """The policy's last verdict and the signal values it was based on."""
+
+    at: AwareDatetime
+    target: Phase
+    reason: Reason
+    message: Message = ""
+    signals: Annotated[dict[str, float], Field(max_length=MAX_SIGNALS)] = {}
+
+
+class Transition(StatusModel):
+    """A transition in progress; `step` indexes `steps`, so a restart resumes there."""
+
+    from_: Phase = Field(alias="from")
+    to: Phase
+    step: Annotated[int, Field(ge=0)] = 0
+    steps: Annotated[
+        list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=64)
+    ] = []
+    started_at: AwareDatetime
+    step_started_at: AwareDatetime | None = None
+
+    @property
+    def current_step(self) -> str | None:
+        return self.steps[self.step] if self.step < len(self.steps) else None
+
+
+class HistoryEntry(StatusModel):
+    from_: Phase = Field(alias="from")
+    to: Phase
+    at: AwareDatetime
+    reason: Reason
+    duration_seconds: Annotated[float, Field(ge=0)] = 0.0
+
+
+class ScalePlanStatus(StatusModel):
+    phase: Phase | None = None
+    """The phase the application runs in now."""
+    target_phase: Phase | None = None
+    """The phase the operator is moving to (equal to phase when steady)."""
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    users: Annotated[int, Field(ge=0)] | None = None
+    """Active users at the last evaluation."""
+    live_colour: Literal["blue", "green"] | None = None
+    """Which blue-green colour serves traffic."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = []
+    last_decision: Decision | None = None
+    transition: Transition | None = None
+    rollout: dict[str, Any] | None = None
+    """State of the rollout in progress (owned by the rollout strategies)."""
+    history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = []
+    """Past transitions, newest last, at most 20."""
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+# ------------------------------------------------------------------------ the object
+
+
+class ObjectMeta(StatusModel):
+    """The parts of metav1.ObjectMeta the operator reads."""
+
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = ""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    creation_timestamp: datetime | None = None
+
+
+class ScalePlan(StatusModel):
+    """A whole ScalePlan object as the API server returns it."""
+
+    api_version: str = API_VERSION
+    kind: str = KIND
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ScalePlanSpec = Field(default_factory=ScalePlanSpec)
+    status: ScalePlanStatus = Field(default_factory=ScalePlanStatus)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    def threshold_for(self, phase: int) -> dict[str, float]:
+        return self.spec.threshold_for(phase)
+
+    def approved_phase(self) -> int | None:
+        """The phase named by the approve annotation, or None when absent or not a phase."""
+        value = self.metadata.annotations.get(ANNOTATION_APPROVE, "").strip()
+        if value.isdigit() and MIN_PHASE <= int(value) <= MAX_PHASE:
+            return int(value)
+        return None
+
+    def signal_queries(self) -> dict[str, str]:
+        """Signal name -> PromQL with $namespace and $plan filled in for this plan."""
+        return {
+            name: query.replace("$namespace", self.namespace).replace("$plan", self.name)
+            for name, query in self.spec.metrics.signals.items()
+        }
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+class InvalidSpec(ValueError):
+    """A ScalePlan that does not satisfy the API; the message names the offending fields."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def parse_plan(body: Mapping[str, Any]) -> ScalePlan:
+    """Validate a whole ScalePlan object (metadata, spec, status) or raise InvalidSpec."""
+    try:
+        return ScalePlan.model_validate(_plain(body))
+    except ValidationError as err:
+        raise InvalidSpec(_describe(err)) from None
+
+
+def managed_labels(plan: str, phase: int, component: str) -> dict[str, str]:
+    """The labels every object managed for `plan` carries."""
+    return {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_PLAN: plan,
+        LABEL_PHASE: str(phase),
+        LABEL_COMPONENT: component,
+    }
+
+
+def set_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
+    """Conditions with `new` in place of its type, like apimachinery's SetStatusCondition:
+    lastTransitionTime moves only when the status changes."""
+    result: list[Condition] = []
+    replaced = False
+    for old in conditions:
+        if old.type != new.type:
+            result.append(old)
+            continue
+        replaced = True
+        if old.status == new.status:
+            new = new.model_copy(update={"last_transition_time": old.last_transition_time})
+        result.append(new)
+    if not replaced:
+        result.append(new)
+    return result
+
+
+def record_history(history: Sequence[HistoryEntry], entry: HistoryEntry) -> list[HistoryEntry]:
+    """History with `entry` appended, keeping the newest HISTORY_LIMIT entries."""
+    return [*history, entry][-HISTORY_LIMIT:]
+
+
+def _require_unique(values: Sequence[object], what: str) -> None:
+    seen: set[object] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what}: {value!r}")
+        seen.add(value)
+
+
+def _plain(value: Any) -> Any:
+    # kopf hands out Mapping views, not dicts; pydantic wants plain containers.
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) or not path:
+            path += f".{part}" if path else part
+        else:
+            # a map key such as a signal name, or a validator's internal tag
+            path += f"[{part!r}]"
+    return path
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "[")))]
+        problems.append(f"{_location(loc) or '<root>'}: {e['msg']}")
+    return "; ".join(problems)
