@@ -54,16 +54,27 @@ ANNOTATION_APPROVE = f"{GROUP}/approve"
 DEFAULT_IMAGE = "ghcr.io/phaseshift/sample-app:0.1.0"
 DEFAULT_PROMETHEUS_URL = "http://prometheus.monitoring.svc:9090"
 # $namespace and $plan are replaced by the plan's namespace and name before querying.
+# Each default keeps the namespace and plan labels (`by (namespace, plan)`), so the
+# operator evaluates all plans sharing a Prometheus in one query per signal.
 DEFAULT_SIGNALS: dict[str, str] = {
-    "activeUsers": 'sum(app_active_users{namespace="$namespace",plan="$plan"})',
-    "rps": 'sum(rate(http_requests_total{namespace="$namespace",plan="$plan"}[1m]))',
-    "p95LatencySeconds": (
-        "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket"
-        '{namespace="$namespace",plan="$plan"}[1m])))'
+    "activeUsers": (
+        'sum by (namespace, plan) (app_active_users{namespace="$namespace",plan="$plan"})'
     ),
+    "rps": (
+        "sum by (namespace, plan) (rate(http_requests_total"
+        '{namespace="$namespace",plan="$plan"}[1m]))'
+    ),
+    "p95LatencySeconds": (
+        "histogram_quantile(0.95, sum by (namespace, plan, le) (rate("
+        'http_request_duration_seconds_bucket{namespace="$namespace",plan="$plan"}[1m])))'
+    ),
+    # `or 0 * total` instead of `or vector(0)`: zero errors still yields 0, with the labels kept.
     "errorRate": (
-        '(sum(rate(http_requests_total{namespace="$namespace",plan="$plan",code=~"5.."}[1m]))'
-        " or vector(0)) / clamp_min(sum(rate(http_requests_total"
+        "(sum by (namespace, plan) (rate(http_requests_total"
+        '{namespace="$namespace",plan="$plan",code=~"5.."}[1m]))'
+        " or 0 * sum by (namespace, plan) (rate(http_requests_total"
+        '{namespace="$namespace",plan="$plan"}[1m])))'
+        " / clamp_min(sum by (namespace, plan) (rate(http_requests_total"
         '{namespace="$namespace",plan="$plan"}[1m])), 1e-9)'
     ),
 }
