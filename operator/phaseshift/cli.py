@@ -12,7 +12,9 @@ def _cluster(args: argparse.Namespace) -> int:
     from phaseshift.lab import cluster
 
     if args.action == "up":
-        return cluster.up_command(args.name, nodes=args.nodes, with_prometheus=args.prometheus)
+        return cluster.up_command(
+            args.name, nodes=args.nodes, with_prometheus=args.prometheus, port=args.port
+        )
     if args.action == "down":
         return cluster.down_command(args.name)
     return cluster.kubeconfig_command(args.name)
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="phaseshift")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--prometheus", action="store_true", help="also start Prometheus on loopback")
+    p.add_argument("--port", type=int, default=0, help="kube-apiserver port (default: a free one)")
     p.set_defaults(func=_cluster)
 
     p = sub.add_parser("crd", help="print the ScalePlan CustomResourceDefinition")

@@ -1,0 +1,70 @@
+"""Where the locally built control-plane binaries live, and building them when absent.
+
+tools/build.sh compiles etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+kwok and kwokctl from Go modules (no release downloads are reachable) into a cache
+outside the repository, keyed by the pinned versions in tools/versions.env.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TOOLS_DIR = REPO_ROOT / "tools"
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kwokctl",
+)
+
+
+class BinariesMissing(RuntimeError):
+    """The control-plane binaries are not built and cannot be built here."""
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get("PHASESHIFT_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "phaseshift"
+
+
+def pinned_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for line in (TOOLS_DIR / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            versions[key] = value
+    return versions
+
+
+def bin_dir() -> Path:
+    v = pinned_versions()
+    name = f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}_kwok-{v['KWOK_VERSION']}"
+    return cache_root() / "bin" / name
+
+
+def missing() -> list[str]:
+    directory = bin_dir()
+    return [c for c in COMPONENTS if not os.access(directory / c, os.X_OK)]
+
+
+def ensure_built() -> Path:
+    """Returns the binary directory, building what is missing (minutes on a cold cache)."""
+    if not missing():
+        return bin_dir()
+    script = TOOLS_DIR / "build.sh"
+    result = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0 or missing():
+        raise BinariesMissing(
+            f"could not build {', '.join(missing())} with {script} (exit {result.returncode}); "
+            "it needs Go >= 1.25 and the Go module proxy — run it by hand to see why"
+        )
+    return bin_dir()

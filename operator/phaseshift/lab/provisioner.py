@@ -1,0 +1,94 @@
+"""A volume provisioner for the local cluster, the stand-in for kind's local-path provisioner.
+
+kwok nodes run no kubelet, so no real volume is ever mounted; what matters is that a
+PersistentVolumeClaim binds, so that the scheduler places pods that use it (StatefulSets,
+the SQLite volume). This loop creates a hostPath PersistentVolume pre-bound to each
+Pending claim of the default StorageClass `standard`.
+
+Run as `python -m phaseshift.lab.provisioner KUBECONFIG`; `phaseshift cluster up` starts it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+STORAGE_CLASS = "standard"
+PROVISIONER = "phaseshift.dev/local-path"
+
+
+def default_storage_class() -> client.V1StorageClass:
+    return client.V1StorageClass(
+        metadata=client.V1ObjectMeta(
+            name=STORAGE_CLASS,
+            annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+        ),
+        provisioner=PROVISIONER,
+        reclaim_policy="Delete",
+        volume_binding_mode="Immediate",
+    )
+
+
+def volume_for(claim: client.V1PersistentVolumeClaim) -> client.V1PersistentVolume:
+    meta = claim.metadata
+    size = (claim.spec.resources.requests or {}).get("storage", "1Gi")
+    return client.V1PersistentVolume(
+        metadata=client.V1ObjectMeta(
+            name=f"pv-{meta.uid}",
+            annotations={"pv.kubernetes.io/provisioned-by": PROVISIONER},
+        ),
+        spec=client.V1PersistentVolumeSpec(
+            capacity={"storage": size},
+            access_modes=claim.spec.access_modes or ["ReadWriteOnce"],
+            persistent_volume_reclaim_policy="Retain",
+            storage_class_name=claim.spec.storage_class_name or STORAGE_CLASS,
+            host_path=client.V1HostPathVolumeSource(path=f"/var/lib/phaseshift/{meta.uid}"),
+            claim_ref=client.V1ObjectReference(
+                kind="PersistentVolumeClaim",
+                namespace=meta.namespace,
+                name=meta.name,
+                uid=meta.uid,
+            ),
+        ),
+    )
+
+
+def provision_pending(core: client.CoreV1Api) -> int:
+    created = 0
+    for claim in core.list_persistent_volume_claim_for_all_namespaces().items:
+        if claim.status.phase != "Pending" or claim.spec.volume_name:
+            continue
+        if (claim.spec.storage_class_name or STORAGE_CLASS) != STORAGE_CLASS:
+            continue
+        try:
+            core.create_persistent_volume(volume_for(claim))
+            created += 1
+        except ApiException as e:
+            if e.status != 409:  # already provisioned on an earlier pass
+                raise
+    return created
+
+
+def run(kubeconfig: str, interval: float = 0.5) -> None:
+    api = config.new_client_from_config(config_file=kubeconfig)
+    try:
+        client.StorageV1Api(api).create_storage_class(default_storage_class())
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    core = client.CoreV1Api(api)
+    while True:
+        try:
+            provision_pending(core)
+        except ApiException as e:
+            print(f"provisioner: {e.status} {e.reason}", file=sys.stderr)
+        except Exception as e:  # the API server restarting must not end the loop
+            print(f"provisioner: {e}", file=sys.stderr)
+        time.sleep(interval)
+
+
+if __name__ == "__main__":
+    run(sys.argv[1])
