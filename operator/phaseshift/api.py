@@ -127,9 +127,10 @@ def _quantity_to_str(value: object) -> object:
 
 Quantity = Annotated[
     str,
-    BeforeValidator(_quantity_to_str),
     StringConstraints(pattern=QUANTITY_PATTERN, max_length=64),
-    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+    # outermost, so it runs before the string constraints
+    BeforeValidator(_quantity_to_str),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "minimum": 0}),
 ]
 SignalName = Annotated[str, StringConstraints(pattern=SIGNAL_NAME_PATTERN)]
 PromQL = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMQL_LENGTH)]
@@ -259,7 +260,7 @@ def _default_phases() -> list[PhaseThreshold]:
 _THRESHOLDS_INCREASE = cel(
     "self.all(a, self.all(b, a.phase >= b.phase || "
     "a.promoteWhen.all(k, !(k in b.promoteWhen) || a.promoteWhen[k] < b.promoteWhen[k])))",
-    "spec.phases: a signal's threshold must increase strictly from phase to phase",
+    "a signal's threshold must increase strictly from phase to phase",
     reason="FieldValueInvalid",
 )
 
