@@ -185,7 +185,7 @@ class Resources(ApiModel):
 
 
 class EnvVar(ApiModel):
-    name: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+    name: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN, max_length=255)]
     value: Annotated[str, StringConstraints(max_length=4096)] = ""
 
 
