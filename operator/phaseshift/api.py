@@ -95,7 +95,9 @@ CONDITION_TYPE_PATTERN = (
     r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
 )
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
-HTTP_URL_PATTERN = r"^https?://[^\s]+$"
+# Explicit ASCII classes, not \S: Go's RE2 (API server, CEL) and the Rust regex pydantic
+# uses disagree on what Unicode whitespace is.
+HTTP_URL_PATTERN = r"^https?://[!-~]+$"
 
 # Longest PromQL expression accepted; bounds CEL cost estimates too.
 MAX_PROMQL_LENGTH = 4096
@@ -135,7 +137,7 @@ Quantity = Annotated[
 SignalName = Annotated[str, StringConstraints(pattern=SIGNAL_NAME_PATTERN)]
 PromQL = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMQL_LENGTH)]
 ComponentName = Annotated[str, StringConstraints(pattern=COMPONENT_NAME_PATTERN)]
-Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
+Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[!-~]+$")]
 Threshold = Annotated[float, Field(ge=0)]
 Phase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE)]
 # Phases that can be left upward: phase 4 is the last.
