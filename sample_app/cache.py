@@ -136,5 +136,5 @@ class Cache:
         return True
 
     def close(self) -> None:
-        with contextlib.suppress(CACHE_ERRORS):
+        with contextlib.suppress(*CACHE_ERRORS):
             self.client.close()

@@ -129,7 +129,7 @@ class JobPublisher:
 
     def _drop_connection(self) -> None:
         if self._conn is not None and self._conn.is_open:
-            with contextlib.suppress(AMQP_ERRORS):
+            with contextlib.suppress(*AMQP_ERRORS):
                 self._conn.close()
         self._conn = None
         self._channel = None

@@ -142,7 +142,7 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 if conn is not None and conn.is_open:
-                    with contextlib.suppress(AMQP_ERRORS):
+                    with contextlib.suppress(*AMQP_ERRORS):
                         conn.close()
 
     def stop(self) -> None:

@@ -1,0 +1,422 @@
+"""Real backing services for the sample app's tests, started from Debian packages.
+
+Every server listens on 127.0.0.1 on a free port, keeps its data in its own temp
+directory and is stopped by PID; system-wide instances are neither used nor touched.
+Servers are started once per session; each test gets its own database, Redis
+database flush or queue names cleaned, so tests stay independent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A free port below 55000 whose +10000 twin is free too.
+
+    Redis Cluster listens on port + 10000 for its bus, and RabbitMQ derives its
+    distribution port the same way, so the ephemeral range (up to 65535) won't do.
+    """
+    while True:
+        port = random.randint(20000, 54999)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def need(binary: str | Path) -> str:
+    path = shutil.which(str(binary))
+    if path is None:
+        pytest.skip(f"{binary} is not installed on this machine (apt-get install it)")
+    return path
+
+
+def owned_tempdir(prefix: str, user: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    pw = pwd.getpwnam(user)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    return path
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 30) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+
+@dataclass
+class Postgres:
+    data: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        log = open(self.data.parent / f"postgres-{self.port}.log", "ab")  # noqa: SIM115
+        # As the postgres user (PostgreSQL refuses root), directly: the PID is the
+        # postmaster's, so stopping it never depends on a wrapper.
+        self.proc = subprocess.Popen(
+            [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data}"],
+            user="postgres", group="postgres", stdout=log, stderr=log,
+        )
+        import psycopg
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited; see {log.name}")
+            with psycopg.connect(self.url(), connect_timeout=2):
+                return True
+
+        wait_for(up, 60, f"postgres on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGINT)  # fast shutdown
+            self.proc = None
+
+
+def _as_postgres(*cmd: str) -> None:
+    subprocess.run(list(cmd), user="postgres", group="postgres", check=True,
+                   capture_output=True)
+
+
+@dataclass
+class PgCluster:
+    primary: Postgres
+    replica: Postgres
+    root: Path
+    databases: list[str] = field(default_factory=list)
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.primary.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        self.databases.append(name)
+        return name
+
+    def wait_replicated(self, db: str) -> None:
+        """Wait until the replica has replayed everything the primary has written."""
+        import psycopg
+
+        with psycopg.connect(self.primary.url(db), autocommit=True) as p:
+            lsn = p.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+
+        def caught_up() -> bool:
+            with psycopg.connect(self.replica.url(db), autocommit=True) as r:
+                row = r.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]
+                ).fetchone()
+                return bool(row and row[0])
+
+        wait_for(caught_up, 30, "replica catch-up")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    for tool in ("initdb", "postgres", "pg_basebackup"):
+        if not (PG_BIN / tool).exists():
+            pytest.skip(f"{PG_BIN / tool} missing: apt-get install postgresql")
+    root = owned_tempdir("phaseshift-pg-", "postgres")
+    os.chmod(root, 0o755)
+    primary = Postgres(root / "primary", free_port())
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(primary.data), "-U", "postgres",
+                 "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+    with open(primary.data / "postgresql.conf", "a") as conf:
+        # Test-only durability trade-offs: the data is thrown away afterwards.
+        conf.write(
+            "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n"
+            "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
+            "max_connections = 200\nshared_buffers = 64MB\n"
+        )
+    primary.start()
+    replica = Postgres(root / "replica", free_port())
+    try:
+        # -R writes standby.signal and primary_conninfo: a streaming replica.
+        _as_postgres(str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+                     "-U", "postgres", "-D", str(replica.data), "-R", "-X", "stream",
+                     "--checkpoint=fast", "--no-sync")
+        replica.start()
+    except BaseException:
+        primary.stop()
+        raise
+    cluster = PgCluster(primary, replica, root)
+    yield cluster
+    replica.stop()
+    primary.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class PgDb:
+    name: str
+    primary_url: str
+    replica_url: str
+    cluster: PgCluster
+
+    def wait_replicated(self) -> None:
+        self.cluster.wait_replicated(self.name)
+
+
+@pytest.fixture
+def pg_db(pg_cluster: PgCluster) -> PgDb:
+    name = pg_cluster.create_database()
+    pg_cluster.wait_replicated(name)
+    return PgDb(name, pg_cluster.primary.url(name), pg_cluster.replica.url(name), pg_cluster)
+
+
+# -- Redis -------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    port: int
+    dir: Path
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = open(self.dir / f"redis-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [need("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir), *self.extra],
+            stdout=log, stderr=log,
+        )
+        import redis
+
+        def up() -> bool:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+
+        wait_for(up, 20, f"redis on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    need("redis-server")
+    root = Path(tempfile.mkdtemp(prefix="phaseshift-redis-"))
+    server = RedisServer(free_port(), root)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    import redis
+
+    redis.Redis(port=redis_server.port).flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[[], RedisServer]]:
+    """Private Redis servers a test may stop and restart (outage tests)."""
+    need("redis-server")
+    servers: list[RedisServer] = []
+    root = Path(tempfile.mkdtemp(prefix="phaseshift-redis-"))
+
+    def make() -> RedisServer:
+        server = RedisServer(free_port(), root)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[list[RedisServer]]:
+    need("redis-server")
+    cli = need("redis-cli")
+    root = Path(tempfile.mkdtemp(prefix="phaseshift-rediscluster-"))
+    nodes = []
+    try:
+        for _ in range(6):
+            port = free_port()
+            node_dir = root / str(port)
+            node_dir.mkdir()
+            node = RedisServer(port, node_dir, ["--cluster-enabled", "yes",
+                                                "--cluster-config-file", "nodes.conf",
+                                                "--cluster-node-timeout", "5000"])
+            node.start()
+            nodes.append(node)
+        # Three primaries, each with one replica.
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        import redis
+
+        def ok() -> bool:
+            return all(
+                redis.Redis(port=n.port).cluster("info")["cluster_state"] == "ok" for n in nodes
+            )
+
+        wait_for(ok, 30, "redis cluster")
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- RabbitMQ ----------------------------------------------------------------------------
+
+
+@dataclass
+class RabbitMQ:
+    port: int
+    root: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def start(self) -> None:
+        log = open(self.root / "server.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            ["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=self.env, cwd=self.root,
+            user="rabbitmq", group="rabbitmq", stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        import pika
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rabbitmq exited; see {log.name}")
+            pika.BlockingConnection(pika.URLParameters(self.url)).close()
+            return True
+
+        wait_for(up, 120, f"rabbitmq on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            # The start script turns SIGTERM into a clean `rabbitmqctl stop`.
+            stop_process(self.proc, signal.SIGTERM, grace=60)
+            self.proc = None
+
+    def purge(self) -> None:
+        import pika
+
+        from sample_app.queue import DLQ, JOBS, RETRY
+
+        conn = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            channel = conn.channel()
+            for q in (JOBS, RETRY, DLQ):
+                channel.queue_delete(queue=q)
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[RabbitMQ]:
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+    root = owned_tempdir("phaseshift-rabbit-", "rabbitmq")
+    os.chmod(root, 0o755)
+    port = free_port()
+    epmd_port = free_port()
+    (root / "enabled_plugins").write_text("[].\n")
+    pw = pwd.getpwnam("rabbitmq")
+    os.chown(root / "enabled_plugins", pw.pw_uid, pw.pw_gid)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "LANG": "C.UTF-8",
+        "RABBITMQ_NODENAME": f"phaseshift-{port}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(root / "log"),
+        "RABBITMQ_PID_FILE": str(root / "rabbit.pid"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(root / "advanced.config"),
+        "RABBITMQ_CONF_ENV_FILE": str(root / "rabbitmq-env.conf"),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_EPMD_PORT": str(epmd_port),
+    }
+    server = RabbitMQ(port, root, env)
+    server.start()
+    yield server
+    server.stop()
+    # The broker started a private epmd on its own port; stop just that one.
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["epmd", "-port", str(epmd_port), "-kill"], capture_output=True,
+                       timeout=10)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def amqp_url(rabbitmq: RabbitMQ) -> Iterator[str]:
+    rabbitmq.purge()
+    yield rabbitmq.url
