@@ -40,15 +40,17 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=args.namespace,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
-        peering=args.peering,
-        standalone=args.standalone,
+        lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace,
     )
 
 
 def _demo(args: argparse.Namespace) -> int:
     from phaseshift.lab.demo import demo_command
 
-    return demo_command(speed=args.speed, profile=args.profile, check=args.check, results=args.results)
+    return demo_command(
+        speed=args.speed, profile=args.profile, check=args.check, results=args.results
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -82,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", action="append", default=[], help="watch only these")
     p.add_argument("--health-port", type=int, default=8081)
     p.add_argument("--metrics-port", type=int, default=8080)
-    p.add_argument("--peering", default="phaseshift", help="kopf peering name")
-    p.add_argument("--standalone", action="store_true", help="no peering (single replica)")
+    p.add_argument("--lease-name", default="phaseshift-operator", help="leader-election Lease")
+    p.add_argument("--lease-namespace", help="namespace of the Lease (default: $POD_NAMESPACE)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="the 0 -> 1M users journey on a local control plane")

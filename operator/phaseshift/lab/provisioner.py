@@ -1,3 +1,4 @@
+# mypy: disable-error-code="union-attr"
 """A volume provisioner for the local cluster, the stand-in for kind's local-path provisioner.
 
 kwok nodes run no kubelet, so no real volume is ever mounted; what matters is that a

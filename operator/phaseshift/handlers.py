@@ -1,0 +1,72 @@
+"""kopf wiring: one daemon per ScalePlan that evaluates it on a wall-clock-aligned tick.
+
+No decisions live here: the daemon fetches signals (batched across plans), hands the
+live object to the Reconciler in a worker thread, and sleeps until the next tick.
+The shared objects arrive through kopf's memo (see operator_main).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from phaseshift.api import GROUP, PLURAL, VERSION, InvalidSpec, parse_plan
+
+log = logging.getLogger(__name__)
+
+# While a transition waits for something, look again this often.
+TRANSITION_POLL_SECONDS = 1.0
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = logging.WARNING  # our own Events say what happened
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.persistence.finalizer = f"{GROUP}/daemons"
+    settings.execution.max_workers = 16
+
+
+def seconds_to_next_tick(interval: float, now: float) -> float:
+    """Ticks fall on multiples of the interval, so plans with equal intervals tick together."""
+    return interval - (now % interval)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, initial_delay=0.5)
+async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    while not stopped:
+        interval = float(
+            body.get("spec", {}).get("policy", {}).get("evaluationIntervalSeconds", 15)
+        )
+        if memo.leader.is_leader:
+            await _tick(body, memo)
+        transitioning = bool((body.get("status") or {}).get("transition"))
+        wait = (
+            TRANSITION_POLL_SECONDS
+            if transitioning
+            else seconds_to_next_tick(interval, time.time())
+        )
+        await stopped.wait(wait)
+
+
+async def _tick(body: kopf.Body, memo: kopf.Memo) -> None:
+    started = time.monotonic()
+    try:
+        plan = parse_plan(body)
+    except InvalidSpec:
+        signals = None  # the reconciler reports the invalid spec
+    else:
+        signals = None if plan.status.transition else await memo.batcher.get(plan)
+    try:
+        await asyncio.to_thread(memo.reconciler.tick, body, signals, datetime.now(UTC))
+    except Exception:
+        # Logged, not raised: the daemon must keep ticking; the next tick retries.
+        log.exception(
+            "evaluating %s/%s failed", body["metadata"].get("namespace"), body["metadata"]["name"]
+        )
+    memo.metrics.tick_seconds.observe(time.monotonic() - started)

@@ -1,0 +1,67 @@
+"""`phaseshift run`: the operator process — kopf, leader Lease, /metrics and /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+from kubernetes import config
+from kubernetes.client import ApiClient
+from prometheus_client import start_http_server
+
+from phaseshift import handlers, signals
+from phaseshift.batching import SignalBatcher
+from phaseshift.kube import Kube
+from phaseshift.leader import LeaseElector
+from phaseshift.metrics import OperatorMetrics
+from phaseshift.reconcile import Reconciler
+
+
+def api_client() -> ApiClient:
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+        return ApiClient()
+    return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+def run_command(
+    *,
+    namespaces: list[str],
+    health_port: int,
+    metrics_port: int,
+    lease_name: str,
+    lease_namespace: str | None,
+) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    assert handlers.evaluate  # registers the kopf handlers
+    api = api_client()
+    metrics = OperatorMetrics()
+    kube = Kube(api, metrics)
+    leader = LeaseElector(
+        api, lease_namespace or os.environ.get("POD_NAMESPACE", "default"), lease_name
+    )
+    leader.start()
+    start_http_server(metrics_port, addr="0.0.0.0", registry=metrics.registry)
+    memo = kopf.Memo(
+        reconciler=Reconciler(kube, metrics),
+        batcher=SignalBatcher(signals.fetch_signals),
+        leader=leader,
+        metrics=metrics,
+    )
+    try:
+        asyncio.run(
+            kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                standalone=True,  # replicas coordinate through the Lease, not kopf peering
+                liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
+                memo=memo,
+            )
+        )
+    finally:
+        leader.stop()
+    return 0

@@ -1,0 +1,373 @@
+"""One evaluation of one ScalePlan: decide, move through transition steps, write status.
+
+This is the shell around the pure modules: it reads the world through `Kube`, asks
+`policy.decide` and `transition` what to do, applies `render` output, and records every
+step in status before going on, so a process killed at any point resumes where it was.
+A tick that finds nothing to change writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from phaseshift import policy, transition
+from phaseshift.api import (
+    Condition,
+    ConditionType,
+    HistoryEntry,
+    InvalidSpec,
+    ScalePlan,
+    ScalePlanStatus,
+    Transition,
+    parse_plan,
+    record_history,
+    set_condition,
+)
+from phaseshift.api import Decision as RecordedDecision
+from phaseshift.kube import Kube, keyed
+from phaseshift.metrics import OperatorMetrics
+from phaseshift.render import RenderContext, render_migration_job, render_phase
+from phaseshift.render.credentials import PASSWORD_KEY
+from phaseshift.render.credentials import secret_name as credentials_secret_name
+from phaseshift.render.scope import Scope
+from phaseshift.signals import PlanSignals
+from phaseshift.transition import Step
+
+log = logging.getLogger(__name__)
+
+# Even when nothing changed, re-check the live objects this often to repair drift.
+RESYNC_SECONDS = 300.0
+
+
+@dataclass
+class _Applied:
+    fingerprint: str
+    at: float
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, metrics: OperatorMetrics) -> None:
+        self.kube = kube
+        self.metrics = metrics
+        self._applied: dict[str, _Applied] = {}
+        self._passwords: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ entry point
+
+    def tick(self, body: Mapping[str, Any], signals: PlanSignals | None, now: datetime) -> None:
+        try:
+            plan = parse_plan(body)
+        except InvalidSpec as e:
+            self._invalid(body, e.message, now)
+            return
+        self.metrics.evaluations.labels(plan.namespace, plan.name).inc()
+        status = plan.status.model_copy(deep=True)
+        if status.phase is None:
+            self._initialize(plan, status, now)
+        elif status.transition is None:
+            self._evaluate(plan, status, signals, now)
+        if status.transition is not None:
+            self._advance(plan, status, now)
+        status.observed_generation = plan.metadata.generation
+        self._conditions(plan, status, now)
+        self._write_status(plan, status)
+
+    # ------------------------------------------------------------------ phases
+
+    def _initialize(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
+        phase = max(plan.spec.policy.min_phase, 1)
+        self._apply_all(plan, self._render(plan, phase, status))
+        status.phase = status.target_phase = phase
+        self._event(plan, "Normal", "Initialized", f"applied phase {phase}")
+
+    def _evaluate(
+        self, plan: ScalePlan, status: ScalePlanStatus, signals: PlanSignals | None, now: datetime
+    ) -> None:
+        assert status.phase is not None
+        decision = policy.decide(signals, plan, now)
+        self.metrics.decisions.labels(decision.reason).inc()
+        if "activeUsers" in decision.evidence:
+            status.users = max(int(decision.evidence["activeUsers"]), 0)
+        previous = status.last_decision
+        if previous is None or (previous.target, previous.reason) != (
+            decision.target_phase,
+            decision.reason,
+        ):
+            status.last_decision = RecordedDecision(
+                at=now,
+                target=decision.target_phase,
+                reason=decision.reason,
+                message=decision.message[:1024],
+                signals={k: v for k, v in decision.evidence.items() if v == v},  # drop NaN
+            )
+            kind = "Warning" if decision.reason == "MetricsUnavailable" else "Normal"
+            self._event(plan, kind, f"Decision{decision.reason}", decision.message)
+        degraded = status.condition(ConditionType.DEGRADED)
+        backing_off = (
+            degraded is not None
+            and degraded.status == "True"
+            and (now - degraded.last_transition_time).total_seconds()
+            < plan.spec.policy.promotion.cooldown_seconds
+        )
+        if decision.moves and not backing_off:
+            steps = transition.plan_steps(status.phase, decision.target_phase)
+            status.transition = Transition(
+                from_=status.phase,
+                to=decision.target_phase,
+                step=0,
+                steps=[str(s) for s in steps],
+                started_at=now,
+                step_started_at=now,
+            )
+            status.target_phase = decision.target_phase
+            self._event(
+                plan,
+                "Normal",
+                "TransitionStarted",
+                f"phase {status.phase} -> {decision.target_phase}: {' -> '.join(steps)}",
+            )
+            # Record the plan before acting on it: a restart must find the transition.
+            self._write_status(plan, status)
+            return
+        status.target_phase = status.phase
+        self._apply_all(plan, self._render(plan, status.phase, status))
+
+    def _advance(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
+        move = status.transition
+        assert move is not None
+        while move is not None and move.current_step is not None:
+            step = Step(move.current_step)
+            started = time.monotonic()
+            outcome, message = self._run_step(plan, status, move, step)
+            if outcome == "waiting":
+                since = (now - (move.step_started_at or move.started_at)).total_seconds()
+                if since <= transition.STEP_TIMEOUT_SECONDS.get(step, 600.0):
+                    self._set(status, ConditionType.TRANSITIONING, "True", step, message, now, plan)
+                    return
+                outcome, message = "failed", f"{step} timed out after {since:.0f}s: {message}"
+            if outcome == "failed":
+                self._abort(plan, status, move, step, message, now)
+                return
+            self.metrics.step_seconds.labels(str(step)).observe(time.monotonic() - started)
+            self._event(plan, "Normal", f"Step{step}", message)
+            move = move.model_copy(update={"step": move.step + 1, "step_started_at": now})
+            status.transition = move
+            if move.current_step is not None:
+                self._write_status(plan, status)
+        assert move is not None
+        status.history = record_history(
+            status.history,
+            HistoryEntry(
+                from_=move.from_,
+                to=move.to,
+                at=now,
+                reason="Promoted" if move.to > move.from_ else "Demoted",
+                duration_seconds=max((now - move.started_at).total_seconds(), 0.0),
+            ),
+        )
+        status.phase = status.target_phase = move.to
+        status.transition = None
+        self._applied.pop(self._plan_id(plan), None)
+        self._set(status, ConditionType.DEGRADED, "False", "TransitionSucceeded", "", now, plan)
+        self._event(plan, "Normal", "TransitionComplete", f"now in phase {move.to}")
+
+    def _run_step(
+        self, plan: ScalePlan, status: ScalePlanStatus, move: Transition, step: Step
+    ) -> tuple[str, str]:
+        target = self._render(plan, move.to, status)
+        ns = plan.namespace
+        if step is Step.PROVISION:
+            backing = transition.provision_set(target)
+            written = self._apply_all(plan, backing, force=True)
+            return "done", f"applied {written} of {len(backing)} backing objects of phase {move.to}"
+        if step is Step.WAIT_READY:
+            waiting = transition.not_ready(self._live(plan), transition.provision_set(target))
+            if waiting:
+                return "waiting", f"waiting for {', '.join(waiting[:5])}"
+            return "done", f"the backing tiers of phase {move.to} are Ready"
+        if step is Step.MIGRATE_DATA:
+            job = render_migration_job(plan, self._context(plan, status))
+            self.kube.apply(job, ns)
+            live = self.kube.get(job["apiVersion"], job["kind"], ns, job["metadata"]["name"])
+            if live is not None and (failure := transition.job_failed(live)):
+                return "failed", f"data migration Job {job['metadata']['name']} failed: {failure}"
+            if live is None or not transition.workload_ready(live):
+                return "waiting", f"data migration Job {job['metadata']['name']} is running"
+            return "done", "data migrated and verified (row counts and checksums)"
+        if step is Step.SWITCH_APP:
+            written = self._apply_all(plan, target, force=True)
+            return "done", f"switched the app to phase {move.to} ({written} objects changed)"
+        if step is Step.VERIFY:
+            waiting = transition.not_ready(self._live(plan), target)
+            if waiting:
+                return "waiting", f"waiting for {', '.join(waiting[:5])}"
+            return "done", f"every workload of phase {move.to} is Ready"
+        delete, retain = transition.retire_set(self._live(plan).values(), target)
+        for obj in delete:
+            self.kube.delete(obj, ns)
+        for obj in retain:
+            self.kube.mark_retained(obj, ns)
+        names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in retain) or "nothing"
+        return "done", f"removed {len(delete)} objects; retained {names}"
+
+    def _abort(
+        self,
+        plan: ScalePlan,
+        status: ScalePlanStatus,
+        move: Transition,
+        step: Step,
+        message: str,
+        now: datetime,
+    ) -> None:
+        switched = move.steps.index(str(Step.SWITCH_APP)) < move.step
+        if switched:
+            # The app already points at the new phase: send it back to the last good one.
+            self._apply_all(plan, self._render(plan, move.from_, status), force=True)
+        status.transition = None
+        status.target_phase = status.phase
+        self._set(status, ConditionType.DEGRADED, "True", "StepFailed", message, now, plan)
+        self._event(plan, "Warning", "TransitionFailed", message)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _context(self, plan: ScalePlan, status: ScalePlanStatus) -> RenderContext:
+        key = self._plan_id(plan)
+        password = self._passwords.get(key)
+        if password is None:
+            name = credentials_secret_name(Scope(plan, 1, RenderContext(db_password="")))
+            password = self.kube.read_secret_value(plan.namespace, name, PASSWORD_KEY)
+            password = password or secrets.token_urlsafe(24)
+            self._passwords[key] = password
+        return RenderContext(db_password=password, live_colour=status.live_colour or "blue")
+
+    def _render(self, plan: ScalePlan, phase: int, status: ScalePlanStatus) -> list[dict[str, Any]]:
+        return render_phase(plan, phase, self._context(plan, status))
+
+    def _live(self, plan: ScalePlan) -> dict[tuple[str, str, str], Mapping[str, Any]]:
+        return keyed(self.kube.list_managed(plan.namespace, plan.name))
+
+    def _apply_all(
+        self, plan: ScalePlan, objects: Sequence[Mapping[str, Any]], *, force: bool = False
+    ) -> int:
+        key = self._plan_id(plan)
+        fingerprint = str(hash(repr(objects)))
+        memo = self._applied.get(key)
+        fresh = memo and memo.fingerprint == fingerprint
+        if not force and memo and fresh and time.monotonic() - memo.at < RESYNC_SECONDS:
+            return 0
+        written = sum(self.kube.apply(obj, plan.namespace) for obj in objects)
+        if not force:
+            self._applied[key] = _Applied(fingerprint, time.monotonic())
+        return written
+
+    @staticmethod
+    def _plan_id(plan: ScalePlan) -> str:
+        return plan.metadata.uid or f"{plan.namespace}/{plan.name}"
+
+    def _conditions(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
+        moving = status.transition is not None
+        if not moving:
+            self._set(status, ConditionType.TRANSITIONING, "False", "Steady", "", now, plan)
+        degraded = status.condition(ConditionType.DEGRADED)
+        if degraded is None:
+            self._set(status, ConditionType.DEGRADED, "False", "AsExpected", "", now, plan)
+            degraded = status.condition(ConditionType.DEGRADED)
+        decision = status.last_decision
+        unavailable = decision is not None and decision.reason == "MetricsUnavailable"
+        self._set(
+            status,
+            ConditionType.METRICS_AVAILABLE,
+            "False" if unavailable else "True",
+            "MetricsUnavailable" if unavailable else "SignalsRead",
+            decision.message if unavailable and decision else "",
+            now,
+            plan,
+        )
+        awaiting = decision is not None and decision.reason == "AwaitingApproval"
+        self._set(
+            status,
+            ConditionType.AWAITING_APPROVAL,
+            "True" if awaiting else "False",
+            "AwaitingApproval" if awaiting else "NotRequired",
+            decision.message if awaiting and decision else "",
+            now,
+            plan,
+        )
+        if moving:
+            ready = ("False", "Transitioning", f"moving to phase {status.target_phase}")
+        elif degraded is not None and degraded.status == "True":
+            ready = ("False", "Degraded", degraded.message)
+        else:
+            ready = ("True", "PhaseApplied", f"running phase {status.phase}")
+        self._set(status, ConditionType.READY, *ready, now, plan)
+        self.metrics.phase.labels(plan.namespace, plan.name).set(status.phase or 0)
+
+    @staticmethod
+    def _set(
+        status: ScalePlanStatus,
+        type_: str,
+        value: str,
+        reason: str,
+        message: str,
+        now: datetime,
+        plan: ScalePlan,
+    ) -> None:
+        status.conditions = set_condition(
+            status.conditions,
+            Condition(
+                type=type_,
+                status=value,  # type: ignore[arg-type]
+                reason=reason,
+                message=message[:1024],
+                last_transition_time=now,
+                observed_generation=plan.metadata.generation,
+            ),
+        )
+
+    def _write_status(self, plan: ScalePlan, status: ScalePlanStatus) -> None:
+        new = status.to_json()
+        if new == plan.status.to_json():
+            return
+        self.kube.patch_status(plan.namespace, plan.name, new)
+        plan.status = status.model_copy(deep=True)
+
+    def _event(self, plan: ScalePlan, type_: str, reason: str, message: str) -> None:
+        try:
+            self.kube.event(plan.model_dump(by_alias=True, mode="json"), type_, reason, message)
+        except Exception as e:  # an Event is worth less than the work it reports
+            log.warning(
+                "could not post Event %s for %s/%s: %s", reason, plan.namespace, plan.name, e
+            )
+
+    def _invalid(self, body: Mapping[str, Any], message: str, now: datetime) -> None:
+        meta = body.get("metadata", {})
+        conditions = (body.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if (
+            ready
+            and ready.get("reason") == "InvalidSpec"
+            and ready.get("message") == message[:1024]
+        ):
+            return
+        condition = {
+            "type": "Ready",
+            "status": "False",
+            "reason": "InvalidSpec",
+            "message": message[:1024],
+            "lastTransitionTime": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "observedGeneration": meta.get("generation", 0),
+        }
+        others = [c for c in conditions if c.get("type") != "Ready"]
+        self.kube.patch_status(
+            meta["namespace"], meta["name"], {"conditions": [*others, condition]}
+        )
+        try:
+            self.kube.event(body, "Warning", "InvalidSpec", message)
+        except Exception as e:
+            log.warning("could not post Event InvalidSpec: %s", e)
