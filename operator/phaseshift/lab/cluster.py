@@ -9,6 +9,7 @@ directory, so `down` stops exactly what `up` started, also after a crash of `up`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -104,8 +105,7 @@ def _kwokctl(bin_dir: Path, *args: str, check: bool = True) -> subprocess.Comple
 def _kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         check=False,
     )
@@ -223,10 +223,8 @@ def _terminate(pid: int, grace: float = 5.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def up_command(name: str, *, nodes: int, with_prometheus: bool, port: int = 0) -> int:

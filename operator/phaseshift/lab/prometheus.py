@@ -7,6 +7,7 @@ Prometheus away and bring the same one back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -140,10 +141,8 @@ class PrometheusServer:
             except ProcessLookupError:
                 break
             # Reap it if it is our child, so it does not linger as a zombie.
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.05)
         else:
             os.kill(pid, signal.SIGKILL)
