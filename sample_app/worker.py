@@ -56,7 +56,11 @@ class Worker:
         metrics: Metrics | None = None,
         store: Store | None = None,
         cache: Cache | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        base_backoff_ms: int = BASE_BACKOFF_MS,
     ) -> None:
+        self.max_attempts = max_attempts
+        self.base_backoff_ms = base_backoff_ms
         if not settings.queue_url:
             raise ValueError("the worker needs QUEUE_URL")
         self.settings = settings
@@ -90,12 +94,12 @@ class Worker:
             channel.basic_nack(method.delivery_tag, requeue=False)
             return
         except Exception as exc:
-            if attempt >= MAX_ATTEMPTS:
+            if attempt >= self.max_attempts:
                 log.error("job failed %d times, dead-lettering: %s", attempt, exc)
                 self._outcome("dead")
                 channel.basic_nack(method.delivery_tag, requeue=False)
                 return
-            delay = BASE_BACKOFF_MS * 2 ** (attempt - 1)
+            delay = self.base_backoff_ms * 2 ** (attempt - 1)
             log.warning("job failed (attempt %d), retrying in %d ms: %s", attempt, delay, exc)
             channel.basic_publish(
                 exchange="",
