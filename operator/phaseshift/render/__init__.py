@@ -1,1 +1,74 @@
-"""Pure builders: (ScalePlan, phase) -> desired Kubernetes objects, one module per component."""
+"""Pure builders: (ScalePlan, phase) -> desired Kubernetes objects, one module per component.
+
+Nothing here talks to a server: the same plan, phase and context always give the same
+objects, which is what lets the operator compare, diff and prune them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from phaseshift.api import ScalePlan
+from phaseshift.catalog import PHASES
+from phaseshift.render import (
+    appconfig,
+    cassandra,
+    edge,
+    kafka,
+    microservices,
+    monitoring,
+    monolith,
+    postgres,
+    rabbitmq,
+    redis,
+    sqlite,
+    worker,
+)
+from phaseshift.render.context import RenderContext
+from phaseshift.render.migration import migration_job
+from phaseshift.render.order import apply_order
+from phaseshift.render.scope import Scope
+from phaseshift.render.totals import resource_totals
+
+__all__ = [
+    "RenderContext",
+    "object_key",
+    "render_migration_job",
+    "render_phase",
+    "resource_totals",
+]
+
+# Each builder returns what its component contributes in the scope's phase (often nothing).
+_BUILDERS: tuple[Callable[[Scope], list[dict[str, Any]]], ...] = (
+    appconfig.objects,
+    sqlite.objects,
+    postgres.objects,
+    cassandra.objects,
+    redis.objects,
+    rabbitmq.objects,
+    kafka.objects,
+    monolith.objects,
+    microservices.objects,
+    worker.objects,
+    edge.objects,
+    monitoring.objects,
+)
+
+
+def render_phase(plan: ScalePlan, phase: int, ctx: RenderContext) -> list[dict[str, Any]]:
+    """Every object `plan` runs in `phase`, in apply order."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {sorted(PHASES)}, got {phase}")
+    scope = Scope(plan, phase, ctx)
+    return apply_order([obj for build in _BUILDERS for obj in build(scope)])
+
+
+def render_migration_job(plan: ScalePlan, ctx: RenderContext) -> dict[str, Any]:
+    """The Job that copies phase 1's SQLite database into phase 2's PostgreSQL primary."""
+    return migration_job(Scope(plan, 2, ctx))
+
+
+def object_key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    """(apiVersion, kind, name): what identifies an object within the plan's namespace."""
+    return obj["apiVersion"], obj["kind"], obj["metadata"]["name"]

@@ -1,0 +1,180 @@
+"""The four phases of the seed as data: what each phase runs, and its default sizes.
+
+The README's phase table (`catalog_markdown_table`) and the renderer both read this
+module, so the documented architecture and the objects applied cannot drift apart.
+Every number here is a default; a plan's `spec.overrides` wins over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from phaseshift.api import DEFAULT_IMAGE
+
+# Pinned default image per component; `spec.overrides[].images` replaces any of them
+# by the same key. Tags are pinned so a phase renders the same objects tomorrow.
+IMAGES: dict[str, str] = {
+    "app": DEFAULT_IMAGE,
+    "postgres": "postgres:16.4",
+    "postgres-exporter": "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
+    "redis": "redis:7.4.1",
+    "redis-exporter": "oliver006/redis_exporter:v1.66.0",
+    "rabbitmq": "rabbitmq:3.13.7-management",
+    "kafka": "apache/kafka:3.8.0",
+    "cassandra": "cassandra:5.0.2",
+    "nginx": "nginx:1.27.2",
+}
+
+
+@dataclass(frozen=True)
+class Size:
+    """Requests and limits of one container."""
+
+    cpu: str
+    memory: str
+    cpu_limit: str
+    memory_limit: str
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    min_replicas: int
+    max_replicas: int
+    target_cpu_percent: int
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One column of the seed's tables, plus the defaults the renderer starts from."""
+
+    number: int
+    title: str
+    users: str
+    application: str
+    database: str
+    caching: str
+    edge: str
+    messaging: str
+    deploy_strategy: str
+    app_replicas: int
+    app_size: Size
+    read_replicas: int
+    autoscale: Autoscale | None
+    worker_replicas: int
+
+
+PHASES: dict[int, Phase] = {
+    1: Phase(
+        number=1,
+        title="Monolith",
+        users="0 - 1K",
+        application="one monolith replica",
+        database="SQLite on a PersistentVolumeClaim",
+        caching="none",
+        edge="ClusterIP Service",
+        messaging="none",
+        deploy_strategy="single server (Recreate)",
+        app_replicas=1,
+        app_size=Size("250m", "256Mi", "1", "512Mi"),
+        read_replicas=0,
+        autoscale=None,
+        worker_replicas=0,
+    ),
+    2: Phase(
+        number=2,
+        title="Vertical scaling",
+        users="1K - 100K",
+        application="one larger monolith replica",
+        database="PostgreSQL primary + streaming read replicas",
+        caching="Redis (application-level cache)",
+        edge="Service (load balancer optional)",
+        messaging="none",
+        deploy_strategy="blue-green",
+        app_replicas=1,
+        app_size=Size("2", "2Gi", "4", "4Gi"),
+        read_replicas=2,
+        autoscale=None,
+        worker_replicas=0,
+    ),
+    3: Phase(
+        number=3,
+        title="Horizontal scaling",
+        users="100K - 1M",
+        application="monolith, >= 3 replicas + HPA + PDB",
+        database="PostgreSQL with more read replicas, or shards",
+        caching="Redis Cluster (6 nodes)",
+        edge="Service + nginx edge cache (CDN stand-in)",
+        messaging="RabbitMQ (3 nodes) + workers",
+        deploy_strategy="rolling (maxUnavailable 0)",
+        app_replicas=3,
+        app_size=Size("500m", "512Mi", "2", "1Gi"),
+        read_replicas=3,
+        autoscale=Autoscale(3, 20, 70),
+        worker_replicas=2,
+    ),
+    4: Phase(
+        number=4,
+        title="Microservices",
+        users="1M+",
+        application="user-service + data-service + API gateway, each with HPA",
+        database="PostgreSQL for transactions + Cassandra for scale",
+        caching="multi-layer: edge + Redis Cluster + in-app",
+        edge="API gateway + nginx edge cache",
+        messaging="Kafka (KRaft, 3 brokers) event stream + RabbitMQ job queue",
+        deploy_strategy="canary, metrics-gated",
+        app_replicas=3,
+        app_size=Size("500m", "512Mi", "2", "1Gi"),
+        read_replicas=3,
+        autoscale=Autoscale(3, 30, 70),
+        worker_replicas=3,
+    ),
+}
+
+# Sizes of the backing services; they do not change with the phase.
+COMPONENT_SIZES: dict[str, Size] = {
+    "postgres": Size("500m", "1Gi", "2", "2Gi"),
+    "exporter": Size("50m", "64Mi", "200m", "128Mi"),
+    "redis": Size("250m", "512Mi", "1", "1Gi"),
+    "rabbitmq": Size("500m", "1Gi", "2", "2Gi"),
+    "kafka": Size("1", "2Gi", "2", "4Gi"),
+    "cassandra": Size("1", "4Gi", "2", "4Gi"),
+    "nginx": Size("100m", "128Mi", "500m", "256Mi"),
+    "job": Size("100m", "128Mi", "500m", "512Mi"),
+}
+
+STORAGE: dict[str, str] = {
+    "sqlite": "5Gi",
+    "postgres": "20Gi",
+    "redis-cluster": "1Gi",
+    "rabbitmq": "8Gi",
+    "kafka": "20Gi",
+    "cassandra": "50Gi",
+}
+
+REDIS_CLUSTER_NODES = 6  # 3 masters, each with one replica: the smallest HA Redis Cluster
+RABBITMQ_NODES = 3
+KAFKA_BROKERS = 3
+CASSANDRA_NODES = 3
+EDGE_REPLICAS = 2
+
+_ROWS: tuple[tuple[str, str], ...] = (
+    ("Users", "users"),
+    ("Application", "application"),
+    ("Database", "database"),
+    ("Caching", "caching"),
+    ("Edge", "edge"),
+    ("Messaging", "messaging"),
+    ("Deploy strategy", "deploy_strategy"),
+)
+
+
+def catalog_markdown_table() -> str:
+    """The phase table of the README, one column per phase."""
+    phases = [PHASES[n] for n in sorted(PHASES)]
+    header = "| | " + " | ".join(f"Phase {p.number}: {p.title}" for p in phases) + " |"
+    rule = "|---|" + "---|" * len(phases)
+    body = [
+        f"| {label} | " + " | ".join(str(getattr(p, attr)) for p in phases) + " |"
+        for label, attr in _ROWS
+    ]
+    return "\n".join([header, rule, *body]) + "\n"

@@ -1,0 +1,96 @@
+"""The monolith of phases 1-3 and the deploy strategy of each phase.
+
+Phase 1 runs one replica with Recreate: its SQLite volume can be mounted by one node.
+Phase 2 runs a blue-green pair behind a Service that selects the live colour; the idle
+colour is scaled to zero, or runs the new image while a rollout is in progress.
+Phase 3 runs a rolling Deployment sized by an HPA, with a PDB and topology spread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phaseshift.render import sqlite
+from phaseshift.render.autoscaling import hpa, pdb
+from phaseshift.render.scope import LABEL_COLOUR, Scope
+from phaseshift.render.service import port, service
+from phaseshift.render.sizing import app_replicas, autoscale
+from phaseshift.render.workload import RECREATE, app_container, app_deployment, rolling
+
+COMPONENT = "app"
+SUFFIX = "app"
+SERVICE = "app"
+
+
+def _service(scope: Scope) -> dict[str, Any]:
+    extra = {LABEL_COLOUR: scope.ctx.live_colour} if scope.phase == 2 else {}
+    selector = scope.selector_by_service(SERVICE, **extra)
+    return service(scope, SUFFIX, COMPONENT, selector, [port("http", 80, "http")])
+
+
+def _single(scope: Scope) -> list[dict[str, Any]]:
+    mount = {"name": "sqlite", "mountPath": sqlite.MOUNT_PATH}
+    container = app_container(scope, role="monolith", image=scope.image("app"), mounts=[mount])
+    return [
+        app_deployment(
+            scope,
+            suffix=SUFFIX,
+            component=COMPONENT,
+            container=container,
+            replicas=app_replicas(scope),
+            strategy=RECREATE,
+            service=SERVICE,
+            volumes=[sqlite.volume(scope)],
+        )
+    ]
+
+
+def _blue_green(scope: Scope) -> list[dict[str, Any]]:
+    ctx = scope.ctx
+    new_image = scope.image("app")
+    live_image = ctx.stable_image or new_image
+    replicas = app_replicas(scope)
+    deployments = []
+    for colour in ("blue", "green"):
+        live = colour == ctx.live_colour
+        image = live_image if live else new_image
+        deployments.append(
+            app_deployment(
+                scope,
+                suffix=f"{SUFFIX}-{colour}",
+                component=COMPONENT,
+                container=app_container(scope, role="monolith", image=image),
+                replicas=replicas if live or ctx.rollout_in_progress else 0,
+                strategy=rolling(max_surge="1"),
+                service=SERVICE,
+                extra_labels={LABEL_COLOUR: colour},
+            )
+        )
+    return deployments
+
+
+def _horizontal(scope: Scope) -> list[dict[str, Any]]:
+    bounds = autoscale(scope)
+    assert bounds is not None, "phase 3 always autoscales"
+    deployment = app_deployment(
+        scope,
+        suffix=SUFFIX,
+        component=COMPONENT,
+        container=app_container(scope, role="monolith", image=scope.image("app")),
+        replicas=None,
+        strategy=rolling(),
+        service=SERVICE,
+        spread=True,
+    )
+    return [
+        deployment,
+        hpa(scope, SUFFIX, COMPONENT, bounds),
+        pdb(scope, SUFFIX, COMPONENT, scope.selector(SUFFIX)),
+    ]
+
+
+def objects(scope: Scope) -> list[dict[str, Any]]:
+    builders = {1: _single, 2: _blue_green, 3: _horizontal}
+    if scope.phase not in builders:
+        return []
+    return [_service(scope), *builders[scope.phase](scope)]

@@ -1,0 +1,242 @@
+"""The cache tier: one Redis in phase 2, a six-node Redis Cluster from phase 3.
+
+Both run as caches (no RDB snapshots, no AOF, LRU eviction), so losing a node loses only
+cached values. The cluster keeps nodes.conf on a small volume: a node that restarts
+must remember its identity and slots to rejoin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phaseshift.catalog import COMPONENT_SIZES, REDIS_CLUSTER_NODES, STORAGE
+from phaseshift.render.pods import (
+    container_security,
+    empty_dir,
+    env_from_pod,
+    exec_probe,
+    pod_security,
+    pod_template,
+    resources,
+    volume_claim_template,
+)
+from phaseshift.render.scope import Scope
+from phaseshift.render.service import port, service
+
+COMPONENT = "cache"
+SINGLE = "redis"
+CLUSTER = "redis-cluster"
+PEERS = "redis-cluster-hl"
+REDIS_UID = 999  # the redis user of the official image
+EXPORTER_PORT = 9121
+_CACHE_FLAGS = [
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--maxmemory",
+    "400mb",
+    "--maxmemory-policy",
+    "allkeys-lru",
+]
+
+_CLUSTER_CONF = """cluster-enabled yes
+cluster-config-file /data/nodes.conf
+cluster-node-timeout 5000
+# Clients follow MOVED redirects by DNS name, which survives a pod's new IP.
+cluster-preferred-endpoint-type hostname
+protected-mode no
+save ""
+appendonly no
+maxmemory 400mb
+maxmemory-policy allkeys-lru
+"""
+
+# Idempotent: an already formed cluster is left alone, so the Job can run again safely.
+_FORM_CLUSTER = """set -eu
+nodes=""
+for host in {hosts}; do
+  until redis-cli -h "$host" ping 2>/dev/null | grep -q PONG; do
+    echo "waiting for $host"; sleep 2
+  done
+  nodes="$nodes $(getent hosts "$host" | awk '{{print $1}}'):6379"
+done
+if redis-cli -h {first} cluster info | grep -q '^cluster_state:ok'; then
+  echo "cluster already formed"
+  exit 0
+fi
+redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes
+"""
+
+
+def url(scope: Scope) -> str:
+    if scope.phase >= 3:
+        return f"redis://{scope.name(CLUSTER)}:6379"
+    return f"redis://{scope.name(SINGLE)}:6379/0"
+
+
+def _cluster_hosts(scope: Scope) -> list[str]:
+    statefulset, peers = scope.name(CLUSTER), scope.name(PEERS)
+    return [f"{statefulset}-{i}.{peers}" for i in range(REDIS_CLUSTER_NODES)]
+
+
+def _ping() -> dict[str, Any]:
+    return exec_probe(["redis-cli", "ping"], period=5)
+
+
+def _redis_container(scope: Scope, args: list[str], *, cluster: bool) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "redis",
+        "image": scope.image("redis"),
+        "args": args,
+        "ports": [{"name": "redis", "containerPort": 6379}],
+        "readinessProbe": _ping(),
+        "livenessProbe": _ping(),
+        "resources": resources(COMPONENT_SIZES["redis"]),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    if cluster:
+        container["ports"].append({"name": "gossip", "containerPort": 16379})
+        container["env"] = [env_from_pod("POD_NAME", "metadata.name")]
+        container["volumeMounts"].append(
+            {"name": "config", "mountPath": "/etc/redis", "readOnly": True}
+        )
+    return container
+
+
+def _exporter(scope: Scope) -> dict[str, Any]:
+    return {
+        "name": "exporter",
+        "image": scope.image("redis-exporter"),
+        "env": [{"name": "REDIS_ADDR", "value": "redis://127.0.0.1:6379"}],
+        "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
+        "resources": resources(COMPONENT_SIZES["exporter"]),
+        "securityContext": container_security(),
+    }
+
+
+def _pod_spec(scope: Scope, redis: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "securityContext": pod_security(REDIS_UID),
+        "automountServiceAccountToken": False,
+        "containers": [redis, _exporter(scope)],
+        "volumes": volumes,
+    }
+
+
+def _single(scope: Scope) -> list[dict[str, Any]]:
+    spec = _pod_spec(
+        scope, _redis_container(scope, _CACHE_FLAGS, cluster=False), [empty_dir("data")]
+    )
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": scope.metadata(SINGLE, COMPONENT),
+        "spec": {
+            "replicas": 1,
+            # A cache holds nothing worth two copies during an update.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": scope.selector(SINGLE)},
+            "template": pod_template(
+                scope,
+                workload=SINGLE,
+                component=COMPONENT,
+                spec=spec,
+                metrics_port=EXPORTER_PORT,
+                meshed=False,
+            ),
+        },
+    }
+    return [
+        service(scope, SINGLE, COMPONENT, scope.selector(SINGLE), [port("redis", 6379)]),
+        deployment,
+    ]
+
+
+def _cluster(scope: Scope) -> list[dict[str, Any]]:
+    args = [
+        "/etc/redis/redis.conf",
+        "--cluster-announce-hostname",
+        f"$(POD_NAME).{scope.name(PEERS)}",
+    ]
+    volumes = [{"name": "config", "configMap": {"name": scope.name("redis-cluster-config")}}]
+    spec = _pod_spec(scope, _redis_container(scope, args, cluster=True), volumes)
+    selector = scope.selector(CLUSTER)
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": scope.metadata(CLUSTER, COMPONENT),
+        "spec": {
+            "replicas": REDIS_CLUSTER_NODES,
+            "serviceName": scope.name(PEERS),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": selector},
+            # Cache volumes hold only nodes.conf: they go with the StatefulSet.
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete",
+                "whenScaled": "Delete",
+            },
+            "template": pod_template(
+                scope,
+                workload=CLUSTER,
+                component=COMPONENT,
+                spec=spec,
+                metrics_port=EXPORTER_PORT,
+                meshed=False,
+            ),
+            "volumeClaimTemplates": [volume_claim_template(STORAGE["redis-cluster"])],
+        },
+    }
+    hosts = _cluster_hosts(scope)
+    form = {
+        "name": "form-cluster",
+        "image": scope.image("redis"),
+        "command": ["sh", "-c", _FORM_CLUSTER.format(hosts=" ".join(hosts), first=hosts[0])],
+        "resources": resources(COMPONENT_SIZES["job"]),
+        "securityContext": container_security(),
+    }
+    job_spec = {
+        "securityContext": pod_security(REDIS_UID),
+        "automountServiceAccountToken": False,
+        "restartPolicy": "Never",
+        "containers": [form],
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": scope.metadata("redis-cluster-init", COMPONENT),
+        "spec": {
+            "backoffLimit": 6,
+            "template": pod_template(
+                scope,
+                workload="redis-cluster-init",
+                component=COMPONENT,
+                spec=job_spec,
+                metrics_port=None,
+                meshed=False,
+            ),
+        },
+    }
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": scope.metadata("redis-cluster-config", COMPONENT),
+        "data": {"redis.conf": _CLUSTER_CONF},
+    }
+    ports = [port("redis", 6379), port("gossip", 16379)]
+    return [
+        config,
+        service(scope, PEERS, COMPONENT, selector, ports, headless=True),
+        service(scope, CLUSTER, COMPONENT, selector, [port("redis", 6379)]),
+        statefulset,
+        job,
+    ]
+
+
+def objects(scope: Scope) -> list[dict[str, Any]]:
+    if scope.phase == 2:
+        return _single(scope)
+    if scope.phase >= 3:
+        return _cluster(scope)
+    return []

@@ -1,0 +1,34 @@
+"""The Service builder every component uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phaseshift.render.scope import Scope
+
+
+def port(name: str, number: int, target: int | str | None = None) -> dict[str, Any]:
+    return {"name": name, "port": number, "targetPort": target or number, "protocol": "TCP"}
+
+
+def service(
+    scope: Scope,
+    suffix: str,
+    component: str,
+    selector: dict[str, str],
+    ports: list[dict[str, Any]],
+    *,
+    headless: bool = False,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": "ClusterIP", "selector": selector, "ports": ports}
+    if headless:
+        # Stable per-pod DNS for StatefulSet peers; they must find each other before
+        # they are Ready (replicas cloning a primary, brokers forming a quorum).
+        spec["clusterIP"] = "None"
+        spec["publishNotReadyAddresses"] = True
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": scope.metadata(suffix, component),
+        "spec": spec,
+    }

@@ -1,0 +1,84 @@
+"""The app's per-phase size and autoscaling, from the catalog, spec.app and overrides."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from phaseshift.api import Resources
+from phaseshift.catalog import Autoscale, Size
+from phaseshift.render.quantity import parse_quantity
+from phaseshift.render.scope import Scope
+
+_FIELDS = (
+    ("cpu", "requests", "cpu"),
+    ("memory", "requests", "memory"),
+    ("cpu_limit", "limits", "cpu"),
+    ("memory_limit", "limits", "memory"),
+)
+
+
+def _merge(size: Size, resources: Resources | None, *, keep_larger: bool) -> Size:
+    if resources is None:
+        return size
+    changes: dict[str, str] = {}
+    for attr, group, key in _FIELDS:
+        values = getattr(resources, group)
+        value = getattr(values, key) if values is not None else None
+        if value is None:
+            continue
+        if keep_larger and parse_quantity(value) < parse_quantity(getattr(size, attr)):
+            continue
+        changes[attr] = value
+    return replace(size, **changes)
+
+
+def app_size(scope: Scope) -> Size:
+    """spec.app.resources is the base size of one replica; phase 2 scales up vertically,
+    so there it never shrinks the catalog's larger size. An override always wins."""
+    size = _merge(
+        scope.catalog.app_size, scope.plan.spec.app.resources, keep_larger=scope.phase == 2
+    )
+    if scope.override is not None:
+        size = _merge(size, scope.override.app_resources, keep_larger=False)
+    return size
+
+
+def app_replicas(scope: Scope) -> int:
+    if scope.override is not None and scope.override.app_replicas is not None:
+        return scope.override.app_replicas
+    return scope.catalog.app_replicas
+
+
+def autoscale(scope: Scope) -> Autoscale | None:
+    """The HPA bounds of a horizontally scaled phase; an appReplicas override raises the
+    floor when the override does not set minReplicas itself."""
+    default = scope.catalog.autoscale
+    if default is None:
+        return None
+    override = scope.override
+    hpa = override.hpa if override is not None else None
+    floor = default.min_replicas
+    if override is not None and override.app_replicas:
+        floor = override.app_replicas
+    if hpa is not None and hpa.min_replicas is not None:
+        floor = hpa.min_replicas
+    ceiling = hpa.max_replicas if hpa is not None and hpa.max_replicas is not None else None
+    target = default.target_cpu_percent
+    if hpa is not None and hpa.target_cpu_utilization_percentage is not None:
+        target = hpa.target_cpu_utilization_percentage
+    if ceiling is None:
+        ceiling = max(default.max_replicas, floor)
+    return Autoscale(min(floor, ceiling), ceiling, target)
+
+
+def read_replicas(scope: Scope) -> int:
+    if scope.override is not None and scope.override.read_replicas is not None:
+        return scope.override.read_replicas
+    return scope.catalog.read_replicas
+
+
+def shards(scope: Scope) -> int:
+    """Shards are a horizontal-phase choice; 0 means the plan asks for none."""
+    if scope.phase < 3 or scope.override is None or scope.override.shards is None:
+        return 0
+    return scope.override.shards

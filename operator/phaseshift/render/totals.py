@@ -1,0 +1,39 @@
+"""Total CPU and memory requests of a set of objects, counting replicas."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from phaseshift.render.quantity import cpu_millicores, memory_bytes
+
+_WORKLOADS = ("Deployment", "StatefulSet")
+
+
+def _replicas(obj: dict[str, Any], autoscaled: dict[str, int]) -> int:
+    spec = obj["spec"]
+    if "replicas" in spec:
+        return int(spec["replicas"])
+    # No replicas: an HPA owns the count, and runs at least its minimum.
+    return autoscaled.get(obj["metadata"]["name"], 1)
+
+
+def resource_totals(objects: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    """(CPU millicores, memory bytes) requested by the long-running workloads
+    (Deployments and StatefulSets) at their replica counts; Jobs finish and are left out."""
+    objects = list(objects)
+    autoscaled = {
+        obj["spec"]["scaleTargetRef"]["name"]: int(obj["spec"].get("minReplicas", 1))
+        for obj in objects
+        if obj["kind"] == "HorizontalPodAutoscaler"
+    }
+    cpu = memory = 0
+    for obj in objects:
+        if obj["kind"] not in _WORKLOADS:
+            continue
+        replicas = _replicas(obj, autoscaled)
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            requests = container.get("resources", {}).get("requests", {})
+            cpu += replicas * cpu_millicores(requests.get("cpu", "0"))
+            memory += replicas * memory_bytes(requests.get("memory", "0"))
+    return cpu, memory

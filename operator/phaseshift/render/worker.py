@@ -1,0 +1,35 @@
+"""Workers that consume the job queue (phase 3+), the same image in the worker role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phaseshift.render.scope import Scope
+from phaseshift.render.workload import app_container, app_deployment, rolling
+
+COMPONENT = "worker"
+SUFFIX = "worker"
+
+
+def objects(scope: Scope) -> list[dict[str, Any]]:
+    if scope.phase < 3:
+        return []
+    container = app_container(
+        scope,
+        role="worker",
+        image=scope.image("app"),
+        command=["python", "-m", "sample_app", "worker"],
+        serves_http=False,
+    )
+    return [
+        app_deployment(
+            scope,
+            suffix=SUFFIX,
+            component=COMPONENT,
+            container=container,
+            replicas=scope.catalog.worker_replicas,
+            strategy=rolling(),
+            service=None,
+            spread=True,
+        )
+    ]

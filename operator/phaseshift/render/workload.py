@@ -1,0 +1,117 @@
+"""Deployments that run the application image, in whichever role a phase needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phaseshift.render import appconfig
+from phaseshift.render.pods import (
+    APP_UID,
+    container_security,
+    empty_dir,
+    http_probe,
+    pod_security,
+    pod_template,
+    resources,
+    topology_spread,
+)
+from phaseshift.render.scope import Scope
+from phaseshift.render.sizing import app_size
+
+ANNOTATION_CONFIG_HASH = "phaseshift.dev/config-hash"
+
+
+def app_container(
+    scope: Scope,
+    *,
+    role: str,
+    image: str,
+    command: list[str] | None = None,
+    mounts: list[dict[str, Any]] | None = None,
+    serves_http: bool = True,
+) -> dict[str, Any]:
+    app_port = scope.plan.spec.app.port
+    env = [{"name": "APP_ROLE", "value": role}]
+    # The plan's own variables come last: an explicit env entry wins over envFrom.
+    env += [{"name": e.name, "value": e.value} for e in scope.plan.spec.app.env]
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": image,
+        "env": env,
+        "envFrom": appconfig.env_from(scope),
+        "ports": [{"name": "http", "containerPort": app_port}],
+        "resources": resources(app_size(scope)),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
+    }
+    if command is not None:
+        container["command"] = command
+    if serves_http:
+        container["startupProbe"] = http_probe("/healthz", "http", period=2, failures=30)
+        container["livenessProbe"] = http_probe("/healthz", "http")
+        container["readinessProbe"] = http_probe("/readyz", "http", period=5)
+    else:
+        # A worker serves only /metrics; that it answers is what "alive" can mean.
+        container["livenessProbe"] = http_probe("/metrics", "http", period=20)
+    return container
+
+
+def app_deployment(
+    scope: Scope,
+    *,
+    suffix: str,
+    component: str,
+    container: dict[str, Any],
+    replicas: int | None,
+    strategy: dict[str, Any],
+    service: str | None,
+    extra_labels: dict[str, str] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+    spread: bool = False,
+) -> dict[str, Any]:
+    """A Deployment of the app image; `replicas` is None when an HPA owns the count."""
+    extra = dict(extra_labels or {})
+    selector = scope.selector(suffix, **extra)
+    labels = dict(extra)
+    if service is not None:
+        labels["phaseshift.dev/service"] = service
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod_security(APP_UID),
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [empty_dir("tmp"), *(volumes or [])],
+    }
+    if spread:
+        pod_spec["topologySpreadConstraints"] = topology_spread(selector)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        "strategy": strategy,
+        "progressDeadlineSeconds": scope.plan.spec.rollout.rolling.progress_deadline_seconds,
+        "template": pod_template(
+            scope,
+            workload=suffix,
+            component=component,
+            spec=pod_spec,
+            metrics_port=scope.plan.spec.app.port,
+            meshed=True,
+            extra_labels=labels,
+            annotations={ANNOTATION_CONFIG_HASH: appconfig.config_hash(scope)},
+        ),
+    }
+    if replicas is not None:
+        spec = {"replicas": replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": scope.metadata(suffix, component),
+        "spec": spec,
+    }
+
+
+RECREATE: dict[str, Any] = {"type": "Recreate"}
+
+
+def rolling(max_surge: str = "25%") -> dict[str, Any]:
+    # maxUnavailable 0: capacity never drops below the desired count during an update.
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": max_surge}}
