@@ -12,11 +12,11 @@ from typing import Any
 
 from phaseshift.catalog import CASSANDRA_NODES, COMPONENT_SIZES, STORAGE
 from phaseshift.render.pods import (
-    RETAIN_CLAIMS,
     container_security,
     pod_security,
     pod_template,
     resources,
+    retain_claims,
     tcp_probe,
     volume_claim_template,
 )
@@ -71,7 +71,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             # Cassandra bootstraps one node at a time into the ring.
             "podManagementPolicy": "OrderedReady",
             "selector": {"matchLabels": scope.selector(SUFFIX)},
-            "persistentVolumeClaimRetentionPolicy": RETAIN_CLAIMS,
+            "persistentVolumeClaimRetentionPolicy": retain_claims(),
             # Cassandra exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
             "template": pod_template(
                 scope,

@@ -8,12 +8,12 @@ from typing import Any
 
 from phaseshift.catalog import COMPONENT_SIZES, KAFKA_BROKERS, STORAGE
 from phaseshift.render.pods import (
-    RETAIN_CLAIMS,
     container_security,
     env_from_pod,
     pod_security,
     pod_template,
     resources,
+    retain_claims,
     tcp_probe,
     volume_claim_template,
 )
@@ -99,7 +99,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             # A KRaft quorum needs a majority up to elect a leader: start all together.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": scope.selector(SUFFIX)},
-            "persistentVolumeClaimRetentionPolicy": RETAIN_CLAIMS,
+            "persistentVolumeClaimRetentionPolicy": retain_claims(),
             # Kafka exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
             "template": pod_template(
                 scope,

@@ -15,7 +15,7 @@ from phaseshift.render.autoscaling import hpa, pdb
 from phaseshift.render.scope import LABEL_COLOUR, Scope
 from phaseshift.render.service import port, service
 from phaseshift.render.sizing import app_replicas, autoscale
-from phaseshift.render.workload import RECREATE, app_container, app_deployment, rolling
+from phaseshift.render.workload import app_container, app_deployment, recreate, rolling
 
 COMPONENT = "app"
 SUFFIX = "app"
@@ -38,7 +38,7 @@ def _single(scope: Scope) -> list[dict[str, Any]]:
             component=COMPONENT,
             container=container,
             replicas=app_replicas(scope),
-            strategy=RECREATE,
+            strategy=recreate(),
             service=SERVICE,
             volumes=[sqlite.volume(scope)],
         )

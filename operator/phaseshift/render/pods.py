@@ -55,7 +55,7 @@ def http_probe(
 
 def exec_probe(command: list[str], *, period: int = 10, failures: int = 3) -> dict[str, Any]:
     return {
-        "exec": {"command": command},
+        "exec": {"command": list(command)},
         "periodSeconds": period,
         "timeoutSeconds": 5,
         "failureThreshold": failures,
@@ -145,4 +145,6 @@ def volume_claim_template(storage: str) -> dict[str, Any]:
     }
 
 
-RETAIN_CLAIMS = {"whenDeleted": "Retain", "whenScaled": "Retain"}
+def retain_claims() -> dict[str, str]:
+    """Volumes outlive their StatefulSet, deleted or scaled down: they hold the data."""
+    return {"whenDeleted": "Retain", "whenScaled": "Retain"}

@@ -12,7 +12,6 @@ from typing import Any
 from phaseshift.catalog import COMPONENT_SIZES, STORAGE
 from phaseshift.render import credentials as cred
 from phaseshift.render.pods import (
-    RETAIN_CLAIMS,
     container_security,
     empty_dir,
     env_from_secret,
@@ -20,6 +19,7 @@ from phaseshift.render.pods import (
     pod_security,
     pod_template,
     resources,
+    retain_claims,
     volume_claim_template,
 )
 from phaseshift.render.scope import LABEL_SERVICE, Scope
@@ -182,7 +182,7 @@ def _statefulset(
             "selector": {"matchLabels": selector},
             "podManagementPolicy": "Parallel" if suffix == SHARD else "OrderedReady",
             "updateStrategy": {"type": "RollingUpdate"},
-            "persistentVolumeClaimRetentionPolicy": RETAIN_CLAIMS,
+            "persistentVolumeClaimRetentionPolicy": retain_claims(),
             "template": template,
             "volumeClaimTemplates": [volume_claim_template(STORAGE["postgres"])],
         },

@@ -11,7 +11,6 @@ from typing import Any
 from phaseshift.catalog import COMPONENT_SIZES, RABBITMQ_NODES, STORAGE
 from phaseshift.render import credentials as cred
 from phaseshift.render.pods import (
-    RETAIN_CLAIMS,
     container_security,
     env_from_pod,
     env_from_secret,
@@ -19,6 +18,7 @@ from phaseshift.render.pods import (
     pod_security,
     pod_template,
     resources,
+    retain_claims,
     volume_claim_template,
 )
 from phaseshift.render.scope import Scope
@@ -146,7 +146,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             # Nodes that restart together wait for each other; OrderedReady would deadlock.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": scope.selector(SUFFIX)},
-            "persistentVolumeClaimRetentionPolicy": RETAIN_CLAIMS,
+            "persistentVolumeClaimRetentionPolicy": retain_claims(),
             "template": pod_template(
                 scope,
                 workload=SUFFIX,

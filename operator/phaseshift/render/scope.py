@@ -84,7 +84,7 @@ class Scope:
         if notes:
             meta["annotations"] = notes
         if owned:
-            meta["ownerReferences"] = [self.owner_reference]
+            meta["ownerReferences"] = [dict(self.owner_reference)]
         return meta
 
     def selector(self, workload: str, **extra: str) -> dict[str, str]:

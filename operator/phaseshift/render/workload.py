@@ -109,7 +109,8 @@ def app_deployment(
     }
 
 
-RECREATE: dict[str, Any] = {"type": "Recreate"}
+def recreate() -> dict[str, Any]:
+    return {"type": "Recreate"}
 
 
 def rolling(max_surge: str = "25%") -> dict[str, Any]:
