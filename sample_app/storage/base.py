@@ -99,9 +99,13 @@ class SqlStore(Store):
             for statement in self.ddl:
                 cur.execute(statement)
 
+    def read(self, fresh: bool, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only statement (on a replica unless fresh)."""
+        with self.reading(fresh) as cur:
+            return cur.execute(sql, params)
+
     def ping(self) -> None:
-        with self.reading(fresh=True) as cur:
-            cur.execute("SELECT 1")
+        self.read(True, "SELECT 1")
 
     def create_user(self, user: Row) -> Row:
         try:
@@ -117,23 +121,23 @@ class SqlStore(Store):
         return {**user, "item_count": 0}
 
     def get_user(self, user_id: str, fresh: bool = False) -> Row | None:
-        with self.reading(fresh) as cur:
-            rows = cur.execute(
-                "SELECT u.id, u.name, u.email, u.created_at, COALESCE(s.item_count, 0) "
-                "FROM users u LEFT JOIN user_stats s ON s.user_id = u.id WHERE u.id = %s",
-                [user_id],
-            )
+        rows = self.read(
+            fresh,
+            "SELECT u.id, u.name, u.email, u.created_at, COALESCE(s.item_count, 0) "
+            "FROM users u LEFT JOIN user_stats s ON s.user_id = u.id WHERE u.id = %s",
+            [user_id],
+        )
         if not rows:
             return None
         return dict(zip((*USER_COLUMNS, "item_count"), rows[0], strict=True))
 
     def list_users(self, limit: int, offset: int) -> list[Row]:
-        with self.reading(False) as cur:
-            rows = cur.execute(
-                "SELECT id, name, email, created_at FROM users "
-                "ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-                [limit, offset],
-            )
+        rows = self.read(
+            False,
+            "SELECT id, name, email, created_at FROM users "
+            "ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+            [limit, offset],
+        )
         return [dict(zip(USER_COLUMNS, row, strict=True)) for row in rows]
 
     def create_item(self, item: Row) -> Row:
@@ -148,27 +152,28 @@ class SqlStore(Store):
         return dict(item)
 
     def get_item(self, item_id: str, fresh: bool = False) -> Row | None:
-        with self.reading(fresh) as cur:
-            rows = cur.execute(
-                "SELECT id, owner_id, name, price_cents, created_at FROM items WHERE id = %s",
-                [item_id],
-            )
+        rows = self.read(
+            fresh,
+            "SELECT id, owner_id, name, price_cents, created_at FROM items WHERE id = %s",
+            [item_id],
+        )
         return dict(zip(ITEM_COLUMNS, rows[0], strict=True)) if rows else None
 
     def list_items(self, owner: str | None, limit: int, fresh: bool = False) -> list[Row]:
-        with self.reading(fresh) as cur:
-            if owner is None:
-                rows = cur.execute(
-                    "SELECT id, owner_id, name, price_cents, created_at FROM items "
-                    "ORDER BY created_at DESC, id LIMIT %s",
-                    [limit],
-                )
-            else:
-                rows = cur.execute(
-                    "SELECT id, owner_id, name, price_cents, created_at FROM items "
-                    "WHERE owner_id = %s ORDER BY created_at DESC, id LIMIT %s",
-                    [owner, limit],
-                )
+        if owner is None:
+            rows = self.read(
+                fresh,
+                "SELECT id, owner_id, name, price_cents, created_at FROM items "
+                "ORDER BY created_at DESC, id LIMIT %s",
+                [limit],
+            )
+        else:
+            rows = self.read(
+                fresh,
+                "SELECT id, owner_id, name, price_cents, created_at FROM items "
+                "WHERE owner_id = %s ORDER BY created_at DESC, id LIMIT %s",
+                [owner, limit],
+            )
         return [dict(zip(ITEM_COLUMNS, row, strict=True)) for row in rows]
 
     def refresh_item_count(self, owner: str) -> int:

@@ -131,30 +131,28 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def reading(self, fresh: bool) -> Iterator[_Cursor]:
+        """A cursor on the primary (fresh) or the next replica."""
         if fresh or self._next_replica is None:
             self._on_query(self._target)
             with self.primary.connection() as conn:
                 yield _Cursor(conn)
             return
-        pool = self.replicas[next(self._next_replica)]
+        self._on_query("replica")
+        with self.replicas[next(self._next_replica)].connection() as conn:
+            yield _Cursor(conn)
+
+    def read(self, fresh: bool, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if fresh or self._next_replica is None:
+            return super().read(fresh, sql, params)
         try:
-            cm = pool.connection()
-            conn = cm.__enter__()
-        except StorageUnavailable:
-            # A lost replica costs read capacity, not availability.
-            log.warning("replica %s unavailable; reading from the primary", redact(pool.url))
+            return super().read(False, sql, params)
+        except (StorageUnavailable, psycopg.Error) as exc:
+            # A lost or lagging replica (even one still missing the schema) costs
+            # read capacity, not availability: the primary answers instead.
+            log.warning("replica read failed (%s); reading from the primary", exc)
             self._on_query("primary-fallback")
             with self.primary.connection() as conn:
-                yield _Cursor(conn)
-            return
-        self._on_query("replica")
-        try:
-            yield _Cursor(conn)
-        except BaseException as exc:
-            if not cm.__exit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            cm.__exit__(None, None, None)
+                return _Cursor(conn).execute(sql, params)
 
     @contextmanager
     def writing(self) -> Iterator[_Cursor]:

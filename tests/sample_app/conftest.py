@@ -75,7 +75,9 @@ def owned_tempdir(prefix: str, user: str) -> Path:
     return path
 
 
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 30) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 30
+) -> None:
     if proc.poll() is not None:
         return
     proc.send_signal(sig)
@@ -103,9 +105,21 @@ class Postgres:
         # As the postgres user (PostgreSQL refuses root), directly: the PID is the
         # postmaster's, so stopping it never depends on a wrapper.
         self.proc = subprocess.Popen(
-            [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data}"],
-            user="postgres", group="postgres", stdout=log, stderr=log,
+            [
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.data}",
+            ],
+            user="postgres",
+            group="postgres",
+            stdout=log,
+            stderr=log,
         )
         import psycopg
 
@@ -125,8 +139,7 @@ class Postgres:
 
 
 def _as_postgres(*cmd: str) -> None:
-    subprocess.run(list(cmd), user="postgres", group="postgres", check=True,
-                   capture_output=True)
+    subprocess.run(list(cmd), user="postgres", group="postgres", check=True, capture_output=True)
 
 
 @dataclass
@@ -154,9 +167,7 @@ class PgCluster:
 
         def caught_up() -> bool:
             with psycopg.connect(self.replica.url(db), autocommit=True) as r:
-                row = r.execute(
-                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]
-                ).fetchone()
+                row = r.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]).fetchone()
                 return bool(row and row[0])
 
         wait_for(caught_up, 30, "replica catch-up")
@@ -170,8 +181,19 @@ def pg_cluster() -> Iterator[PgCluster]:
     root = owned_tempdir("phaseshift-pg-", "postgres")
     os.chmod(root, 0o755)
     primary = Postgres(root / "primary", free_port())
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(primary.data), "-U", "postgres",
-                 "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+    _as_postgres(
+        str(PG_BIN / "initdb"),
+        "-D",
+        str(primary.data),
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+    )
     with open(primary.data / "postgresql.conf", "a") as conf:
         # Test-only durability trade-offs: the data is thrown away afterwards.
         conf.write(
@@ -183,9 +205,22 @@ def pg_cluster() -> Iterator[PgCluster]:
     replica = Postgres(root / "replica", free_port())
     try:
         # -R writes standby.signal and primary_conninfo: a streaming replica.
-        _as_postgres(str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
-                     "-U", "postgres", "-D", str(replica.data), "-R", "-X", "stream",
-                     "--checkpoint=fast", "--no-sync")
+        _as_postgres(
+            str(PG_BIN / "pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(replica.data),
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        )
         replica.start()
     except BaseException:
         primary.stop()
@@ -232,9 +267,22 @@ class RedisServer:
     def start(self) -> None:
         log = open(self.dir / f"redis-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [need("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir), *self.extra],
-            stdout=log, stderr=log,
+            [
+                need("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=log,
         )
         import redis
 
@@ -298,16 +346,34 @@ def redis_cluster() -> Iterator[list[RedisServer]]:
             port = free_port()
             node_dir = root / str(port)
             node_dir.mkdir()
-            node = RedisServer(port, node_dir, ["--cluster-enabled", "yes",
-                                                "--cluster-config-file", "nodes.conf",
-                                                "--cluster-node-timeout", "5000"])
+            node = RedisServer(
+                port,
+                node_dir,
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ],
+            )
             node.start()
             nodes.append(node)
         # Three primaries, each with one replica.
         subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-             "--cluster-replicas", "1", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         import redis
 
@@ -341,8 +407,13 @@ class RabbitMQ:
     def start(self) -> None:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            ["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=self.env, cwd=self.root,
-            user="rabbitmq", group="rabbitmq", stdout=log, stderr=log,
+            ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+            env=self.env,
+            cwd=self.root,
+            user="rabbitmq",
+            group="rabbitmq",
+            stdout=log,
+            stderr=log,
             stdin=subprocess.DEVNULL,
         )
         import pika
@@ -411,8 +482,7 @@ def rabbitmq() -> Iterator[RabbitMQ]:
     server.stop()
     # The broker started a private epmd on its own port; stop just that one.
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(["epmd", "-port", str(epmd_port), "-kill"], capture_output=True,
-                       timeout=10)
+        subprocess.run(["epmd", "-port", str(epmd_port), "-kill"], capture_output=True, timeout=10)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -69,8 +69,7 @@ class ServerThread:
     def __init__(self, app: Starlette, port: int) -> None:
         self.port = port
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                           access_log=False)
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

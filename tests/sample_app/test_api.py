@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sampleapp_helpers import client, metric, new_user
 
 from sample_app.config import ConfigError, Settings
-
-from sampleapp_helpers import client, metric, new_user
 
 
 @pytest.fixture
@@ -38,8 +37,9 @@ def test_users_and_items_round_trip(app: Any) -> None:
 
 def test_items_listing_respects_limit_and_order(app: Any) -> None:
     owner = new_user(app)
-    ids = [app.post("/items", json={"owner": owner, "name": f"n{i}"}).json()["id"]
-           for i in range(5)]
+    ids = [
+        app.post("/items", json={"owner": owner, "name": f"n{i}"}).json()["id"] for i in range(5)
+    ]
     page = app.get("/items", params={"owner": owner, "limit": 3}).json()["items"]
     assert len(page) == 3
     assert {i["id"] for i in page} <= set(ids)
@@ -58,12 +58,24 @@ BAD_REQUESTS = [
     ("POST", "/items", b'{"owner": "../etc", "name": "x"}', 422),
     ("POST", "/items", b'{"owner": "0123456789abcdef0123456789abcdef", "name": "x"}', 422),
     ("POST", "/items", b'{"name": "x"}', 422),
-    ("POST", "/items", b'{"owner": "0123456789abcdef0123456789abcdef", "name": "x",'
-     b' "price_cents": -1}', 422),
-    ("POST", "/items", b'{"owner": "0123456789abcdef0123456789abcdef", "name": "x",'
-     b' "price_cents": true}', 422),
-    ("POST", "/items", b'{"owner": "0123456789abcdef0123456789abcdef", "name": "x",'
-     b' "price_cents": 1.5}', 422),
+    (
+        "POST",
+        "/items",
+        b'{"owner": "0123456789abcdef0123456789abcdef", "name": "x", "price_cents": -1}',
+        422,
+    ),
+    (
+        "POST",
+        "/items",
+        b'{"owner": "0123456789abcdef0123456789abcdef", "name": "x", "price_cents": true}',
+        422,
+    ),
+    (
+        "POST",
+        "/items",
+        b'{"owner": "0123456789abcdef0123456789abcdef", "name": "x", "price_cents": 1.5}',
+        422,
+    ),
     ("POST", "/users", b'{"name": "x", "email": "a@b.co", "pad": "' + b"x" * 70000 + b'"}', 413),
     ("GET", "/users?limit=0", b"", 400),
     ("GET", "/users?limit=abc", b"", 400),
@@ -81,10 +93,12 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), BAD_REQUESTS)
-def test_bad_requests_get_a_json_4xx(app: Any, method: str, path: str, body: bytes,
-                                     status: int) -> None:
-    r = app.request(method, path, content=body or None,
-                    headers={"content-type": "application/json"})
+def test_bad_requests_get_a_json_4xx(
+    app: Any, method: str, path: str, body: bytes, status: int
+) -> None:
+    r = app.request(
+        method, path, content=body or None, headers={"content-type": "application/json"}
+    )
     assert r.status_code == status, r.text
     if not path.startswith("/static"):
         assert r.headers["content-type"].startswith("application/json")
@@ -104,8 +118,14 @@ def test_metrics_carry_plan_and_route_templates(app: Any) -> None:
     app.get("/users/0123456789abcdef0123456789abcdef")
     app.get("/nowhere")
     text = app.get("/metrics").text
-    for name in ("http_requests_total", "http_request_duration_seconds_bucket",
-                 "app_active_users", "cache_hits_total", "cache_misses_total", "queue_depth"):
+    for name in (
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "app_active_users",
+        "cache_hits_total",
+        "cache_misses_total",
+        "queue_depth",
+    ):
         assert name in text, name
     series = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert series and all('plan="test"' in line for line in series)
@@ -143,13 +163,20 @@ def test_unreachable_database_is_503_not_500(tmp_path: Path) -> None:
 
 
 def test_settings_from_env() -> None:
-    s = Settings.from_env({
-        "PHASESHIFT_PLAN": "shop", "APP_ROLE": "data-service",
-        "DATABASE_URL": "postgresql://u:p@db:5432/app",
-        "READ_REPLICA_URLS": "postgresql://u:p@r1:5432/app, postgresql://u:p@r2:5432/app",
-        "REDIS_URL": "redis://cache:6379/0", "REDIS_CLUSTER": "true", "CACHE_TTL_SECONDS": "5",
-        "QUEUE_URL": "amqp://g:g@mq:5672/%2F", "KAFKA_BOOTSTRAP": "k1:9092,k2:9092", "PORT": "9000",
-    })
+    s = Settings.from_env(
+        {
+            "PHASESHIFT_PLAN": "shop",
+            "APP_ROLE": "data-service",
+            "DATABASE_URL": "postgresql://u:p@db:5432/app",
+            "READ_REPLICA_URLS": "postgresql://u:p@r1:5432/app, postgresql://u:p@r2:5432/app",
+            "REDIS_URL": "redis://cache:6379/0",
+            "REDIS_CLUSTER": "true",
+            "CACHE_TTL_SECONDS": "5",
+            "QUEUE_URL": "amqp://g:g@mq:5672/%2F",
+            "KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+            "PORT": "9000",
+        }
+    )
     assert s.plan == "shop" and s.role == "data-service" and s.port == 9000
     assert len(s.read_replica_urls) == 2 and s.redis_cluster and s.cache_ttl_seconds == 5
     assert s.kafka_bootstrap == ("k1:9092", "k2:9092")
@@ -158,14 +185,17 @@ def test_settings_from_env() -> None:
     assert defaults.static_dir.joinpath("index.html").exists()
 
 
-@pytest.mark.parametrize("env", [
-    {"APP_ROLE": "king"},
-    {"DATABASE_URL": "mysql://x"},
-    {"PORT": "eighty"},
-    {"CACHE_TTL_SECONDS": "-1"},
-    {"READ_REPLICA_URLS": "postgresql://r/x"},  # replicas of a SQLite file make no sense
-    {"APP_ROLE": "gateway"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"APP_ROLE": "king"},
+        {"DATABASE_URL": "mysql://x"},
+        {"PORT": "eighty"},
+        {"CACHE_TTL_SECONDS": "-1"},
+        {"READ_REPLICA_URLS": "postgresql://r/x"},  # replicas of a SQLite file make no sense
+        {"APP_ROLE": "gateway"},
+    ],
+)
 def test_bad_settings_are_rejected(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         Settings.from_env(env)
