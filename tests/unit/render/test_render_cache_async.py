@@ -1,0 +1,67 @@
+"""Redis, Redis Cluster, RabbitMQ with workers, and Kafka in KRaft mode."""
+
+from __future__ import annotations
+
+from render_helpers import containers, env_of, find, names
+
+
+def test_phase2_runs_a_single_redis_cache(render) -> None:
+    objects = render(2)
+    redis = find(objects, "Deployment", "shop-redis")
+    assert redis["spec"]["replicas"] == 1
+    args = containers(redis)[0]["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert names(objects, "Job") == []
+
+
+def test_phase3_forms_a_six_node_redis_cluster(render) -> None:
+    objects = render(3)
+    cluster = find(objects, "StatefulSet", "shop-redis-cluster")
+    assert cluster["spec"]["replicas"] == 6
+    assert (
+        "cluster-enabled yes"
+        in find(objects, "ConfigMap", "shop-redis-cluster-config")["data"]["redis.conf"]
+    )
+    job = find(objects, "Job", "shop-redis-cluster-init")
+    script = containers(job)[0]["command"][-1]
+    assert "--cluster create" in script and "--cluster-replicas 1" in script
+    assert all(f"shop-redis-cluster-{i}.shop-redis-cluster-hl" in script for i in range(6))
+    assert "shop-redis" not in names(objects, "Deployment")
+
+
+def test_phase3_runs_rabbitmq_and_workers(render) -> None:
+    objects = render(3)
+    rabbit = find(objects, "StatefulSet", "shop-rabbitmq")
+    assert rabbit["spec"]["replicas"] == 3
+    assert rabbit["metadata"]["annotations"]["phaseshift.dev/stateful"] == "true"
+    conf = find(objects, "ConfigMap", "shop-rabbitmq-config")["data"]["rabbitmq.conf"]
+    for i in range(3):
+        assert f"rabbit@shop-rabbitmq-{i}.shop-rabbitmq-hl" in conf
+    worker = containers(find(objects, "Deployment", "shop-worker"))[0]
+    assert worker["command"] == ["python", "-m", "sample_app", "worker"]
+    assert env_of(worker)["APP_ROLE"] == "worker"
+
+
+def test_phase4_streams_through_a_kraft_quorum(render) -> None:
+    objects = render(4)
+    kafka = find(objects, "StatefulSet", "shop-kafka")
+    assert kafka["spec"]["replicas"] == 3
+    env = env_of(containers(kafka)[0])
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    assert voters == [f"{i}@shop-kafka-{i}.shop-kafka-hl:9093" for i in range(3)]
+    assert env["KAFKA_NODE_ID"]["fieldRef"]["fieldPath"].endswith(
+        "['apps.kubernetes.io/pod-index']"
+    )
+    assert len(env["CLUSTER_ID"]) == 22
+    # Phase 4 keeps the job queue for the workers beside the stream.
+    assert "shop-rabbitmq" in names(objects, "StatefulSet")
+
+
+def test_kafka_cluster_id_is_stable_for_a_plan_and_differs_between_plans(render, make_plan) -> None:
+    def cluster_id(name: str) -> str:
+        kafka = find(render(4, make_plan(name)), "StatefulSet", f"{name}-kafka")
+        return env_of(containers(kafka)[0])["CLUSTER_ID"]
+
+    assert cluster_id("shop") == cluster_id("shop")
+    assert cluster_id("shop") != cluster_id("blog")

@@ -1,0 +1,130 @@
+"""The app of phases 1-3 and each phase's deploy strategy."""
+
+from __future__ import annotations
+
+from render_helpers import containers, find, names
+
+from phaseshift.render.quantity import cpu_millicores, memory_bytes
+
+
+def _app(objects, name="shop-app"):
+    return find(objects, "Deployment", name)
+
+
+def test_phase1_is_one_replica_recreated_with_sqlite_mounted(render) -> None:
+    objects = render(1)
+    app = _app(objects)
+    assert app["spec"]["replicas"] == 1
+    assert app["spec"]["strategy"] == {"type": "Recreate"}
+    pod = app["spec"]["template"]["spec"]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == ["shop-sqlite"]
+    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert "/data" in mounts
+    assert names(objects, "HorizontalPodAutoscaler") == []
+
+
+def test_phase2_is_larger_than_phase1(render) -> None:
+    small = _app(render(1))["spec"]["template"]["spec"]["containers"][0]["resources"]
+    large = find(render(2), "Deployment", "shop-app-blue")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    large = large["resources"]
+    for group in ("requests", "limits"):
+        assert cpu_millicores(large[group]["cpu"]) > cpu_millicores(small[group]["cpu"])
+        assert memory_bytes(large[group]["memory"]) > memory_bytes(small[group]["memory"])
+
+
+def test_phase2_blue_green_serves_the_live_colour_only(render) -> None:
+    for live, idle in (("blue", "green"), ("green", "blue")):
+        objects = render(2, live_colour=live)
+        assert _app(objects, f"shop-app-{live}")["spec"]["replicas"] == 1
+        assert _app(objects, f"shop-app-{idle}")["spec"]["replicas"] == 0
+        selector = find(objects, "Service", "shop-app")["spec"]["selector"]
+        assert selector["phaseshift.dev/colour"] == live
+        live_labels = _app(objects, f"shop-app-{live}")["spec"]["template"]["metadata"]["labels"]
+        idle_labels = _app(objects, f"shop-app-{idle}")["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= live_labels.items()
+        assert not selector.items() <= idle_labels.items()
+
+
+def test_phase2_rollout_prepares_the_idle_colour_with_the_new_image(render, make_plan) -> None:
+    plan = make_plan(app={"image": "registry.example/shop:2.0"})
+    objects = render(2, plan, live_colour="blue", stable_image="registry.example/shop:1.0")
+    blue, green = _app(objects, "shop-app-blue"), _app(objects, "shop-app-green")
+    assert containers(blue)[0]["image"] == "registry.example/shop:1.0"
+    assert containers(green)[0]["image"] == "registry.example/shop:2.0"
+    assert green["spec"]["replicas"] == blue["spec"]["replicas"] == 1
+
+
+def test_phase3_rolls_without_losing_capacity_and_autoscales(render) -> None:
+    objects = render(3)
+    app = _app(objects)
+    assert app["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # The HPA owns the replica count; applying one would fight it on every reconcile.
+    assert "replicas" not in app["spec"]
+    hpa = find(objects, "HorizontalPodAutoscaler", "shop-app")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "shop-app"
+    assert hpa["spec"]["minReplicas"] >= 3
+    pdb = find(objects, "PodDisruptionBudget", "shop-app")
+    assert pdb["spec"]["selector"]["matchLabels"] == app["spec"]["selector"]["matchLabels"]
+    spread = app["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
+
+
+def test_overrides_win_over_the_catalog(render, make_plan) -> None:
+    plan = make_plan(
+        overrides=[
+            {"phase": 1, "appReplicas": 2, "appResources": {"requests": {"cpu": "300m"}}},
+            {
+                "phase": 3,
+                "hpa": {"minReplicas": 5, "maxReplicas": 9, "targetCPUUtilizationPercentage": 55},
+            },
+        ]
+    )
+    app = _app(render(1, plan))
+    assert app["spec"]["replicas"] == 2
+    assert containers(app)[0]["resources"]["requests"]["cpu"] == "300m"
+    hpa = find(render(3, plan), "HorizontalPodAutoscaler", "shop-app")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (5, 9)
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 55
+
+
+def test_spec_app_resources_never_shrink_the_vertical_phase(render, make_plan) -> None:
+    plan = make_plan(app={"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}})
+    assert containers(_app(render(1, plan)))[0]["resources"]["requests"]["cpu"] == "100m"
+    phase2 = containers(_app(render(2, plan), "shop-app-blue"))[0]["resources"]["requests"]
+    assert cpu_millicores(phase2["cpu"]) > 100
+
+
+def test_app_containers_are_probed_and_locked_down(render) -> None:
+    for phase in (1, 2, 3, 4):
+        for obj in render(phase):
+            if obj["kind"] != "Deployment" or containers(obj)[0]["name"] != "app":
+                continue
+            app = containers(obj)[0]
+            security = app["securityContext"]
+            assert security["runAsNonRoot"] is True
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+            if (
+                "APP_ROLE" in {e["name"] for e in app["env"]}
+                and "worker" not in obj["metadata"]["name"]
+            ):
+                assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
+                assert app["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_plan_env_is_passed_to_the_app(render, make_plan) -> None:
+    plan = make_plan(app={"env": [{"name": "FEATURE_X", "value": "on"}]})
+    env = containers(_app(render(1, plan)))[0]["env"]
+    assert {"name": "FEATURE_X", "value": "on"} in env

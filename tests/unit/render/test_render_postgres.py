@@ -1,0 +1,111 @@
+"""PostgreSQL: SQLite in phase 1, a primary with streaming replicas from phase 2, shards."""
+
+from __future__ import annotations
+
+import base64
+
+from render_helpers import containers, env_of, find, names
+
+
+def test_phase1_keeps_sqlite_on_a_claim_nobody_owns(render) -> None:
+    objects = render(1)
+    claim = find(objects, "PersistentVolumeClaim", "shop-sqlite")
+    assert "ownerReferences" not in claim["metadata"]
+    assert claim["metadata"]["annotations"]["phaseshift.dev/stateful"] == "true"
+    assert names(objects, "StatefulSet") == []
+
+
+def test_phase2_primary_and_replicas_stream_from_it(render) -> None:
+    objects = render(2)
+    primary = find(objects, "StatefulSet", "shop-postgres")
+    replica = find(objects, "StatefulSet", "shop-postgres-replica")
+    assert primary["spec"]["replicas"] == 1
+    assert replica["spec"]["replicas"] == 2
+    clone = replica["spec"]["template"]["spec"]["initContainers"][0]
+    script = clone["command"][-1]
+    assert "pg_basebackup" in script and "--write-recovery-conf" in script
+    assert env_of(clone)["PRIMARY_HOST"] == "shop-postgres-rw"
+    assert "initContainers" not in primary["spec"]["template"]["spec"]
+    init = find(objects, "ConfigMap", "shop-postgres-init")["data"]["10-replication.sh"]
+    assert "REPLICATION" in init and "host replication" in init
+
+
+def test_rw_and_ro_services_select_primary_and_replicas(render) -> None:
+    objects = render(2)
+    for service, statefulset in (
+        ("shop-postgres-rw", "shop-postgres"),
+        ("shop-postgres-ro", "shop-postgres-replica"),
+    ):
+        selector = find(objects, "Service", service)["spec"]["selector"]
+        pods = find(objects, "StatefulSet", statefulset)["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pods.items()
+        other = "shop-postgres-replica" if statefulset == "shop-postgres" else "shop-postgres"
+        other_pods = find(objects, "StatefulSet", other)["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= other_pods.items()
+
+
+def test_stateful_sets_keep_their_volumes_and_are_marked_stateful(render) -> None:
+    for name in ("shop-postgres", "shop-postgres-replica"):
+        sts = find(render(2), "StatefulSet", name)
+        assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+            "whenDeleted": "Retain",
+            "whenScaled": "Retain",
+        }
+        assert sts["metadata"]["annotations"]["phaseshift.dev/stateful"] == "true"
+
+
+def test_password_comes_from_the_context_via_the_credentials_secret(render) -> None:
+    objects = render(2, db_password="hunter2")
+    secret = find(objects, "Secret", "shop-credentials")
+    assert base64.b64decode(secret["data"]["postgres-password"]).decode() == "hunter2"
+    assert "ownerReferences" not in secret["metadata"]
+    postgres = containers(find(objects, "StatefulSet", "shop-postgres"))[0]
+    ref = env_of(postgres)["POSTGRES_PASSWORD"]["secretKeyRef"]
+    assert ref == {"name": "shop-credentials", "key": "postgres-password"}
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    # Each service has its own password, none equal to the database's.
+    others = [
+        decoded["replication-password"],
+        decoded["rabbitmq-password"],
+        decoded["erlang-cookie"],
+    ]
+    assert len(set(others)) == 3 and "hunter2" not in others
+
+
+def test_phase3_adds_replicas_and_shards_on_request(render, make_plan) -> None:
+    assert find(render(3), "StatefulSet", "shop-postgres-replica")["spec"]["replicas"] == 3
+    assert "shop-postgres-shard" not in names(render(3), "StatefulSet")
+    plan = make_plan(overrides=[{"phase": 3, "shards": 4, "readReplicas": 1}])
+    objects = render(3, plan)
+    shards = find(objects, "StatefulSet", "shop-postgres-shard")
+    assert shards["spec"]["replicas"] == 4
+    assert shards["spec"]["serviceName"] == "shop-postgres-shard"
+    assert find(objects, "Service", "shop-postgres-shard")["spec"]["clusterIP"] == "None"
+    assert find(objects, "StatefulSet", "shop-postgres-replica")["spec"]["replicas"] == 1
+
+
+def test_shards_are_a_horizontal_choice(render, make_plan) -> None:
+    plan = make_plan(overrides=[{"phase": 2, "shards": 4}])
+    assert "shop-postgres-shard" not in names(render(2, plan), "StatefulSet")
+
+
+def test_phase4_adds_cassandra_beside_postgres(render) -> None:
+    objects = render(4)
+    cassandra = find(objects, "StatefulSet", "shop-cassandra")
+    assert cassandra["spec"]["replicas"] == 3
+    assert cassandra["metadata"]["annotations"]["phaseshift.dev/stateful"] == "true"
+    seeds = env_of(containers(cassandra)[0])["CASSANDRA_SEEDS"]
+    assert seeds.startswith("shop-cassandra-0.shop-cassandra-hl")
+    assert "shop-postgres" in names(objects, "StatefulSet")
+
+
+def test_images_are_overridable_per_component(render, make_plan) -> None:
+    plan = make_plan(
+        overrides=[{"phase": 2, "images": {"postgres": "postgres:17.0", "redis": "valkey:8"}}]
+    )
+    objects = render(2, plan)
+    assert containers(find(objects, "StatefulSet", "shop-postgres"))[0]["image"] == "postgres:17.0"
+    assert containers(find(objects, "Deployment", "shop-redis"))[0]["image"] == "valkey:8"
+    assert (
+        containers(find(render(2), "StatefulSet", "shop-postgres"))[0]["image"] == "postgres:16.4"
+    )
