@@ -18,6 +18,9 @@ from typing import Any
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
+# The client logs every failed connection attempt at ERROR; an absent broker is
+# already counted in events_publish_errors_total and logged once per event below.
+logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 TOPIC = "phaseshift.events"
 MAX_BUFFER = 10_000
@@ -33,6 +36,9 @@ def producer_config(bootstrap: Sequence[str]) -> dict[str, Any]:
         "request_timeout_ms": 5000,
         "max_block_ms": 5000,
         "client_id": "phaseshift-sample-app",
+        "reconnect_backoff_max_ms": 5000,
+        # Newer clients bound their first broker contact separately.
+        "bootstrap_timeout_ms": 5000,
     }
 
 
@@ -58,8 +64,12 @@ class EventPublisher:
         if self._producer is None:
             from kafka import KafkaProducer
 
+            supported = getattr(KafkaProducer, "DEFAULT_CONFIG", {})
+            config = {
+                k: v for k, v in producer_config(self.bootstrap).items() if k in supported
+            }
             self._producer = KafkaProducer(
-                **producer_config(self.bootstrap),
+                **config,
                 key_serializer=lambda k: k.encode(),
                 value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
             )
