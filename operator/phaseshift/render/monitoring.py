@@ -52,7 +52,7 @@ def _prometheus_rule(scope: Scope) -> dict[str, Any]:
                             "alert": "PhaseshiftLatencySLOBreached",
                             "expr": f"({_signal(scope, 'p95LatencySeconds')}) > {slo.slo_latency_seconds}",
                             "for": "5m",
-                            "labels": labels,
+                            "labels": dict(labels),
                             "annotations": {
                                 "summary": f"p95 latency of {scope.plan.name} above {slo.slo_latency_seconds}s",
                             },
@@ -61,7 +61,7 @@ def _prometheus_rule(scope: Scope) -> dict[str, Any]:
                             "alert": "PhaseshiftErrorRateSLOBreached",
                             "expr": f"({_signal(scope, 'errorRate')}) > {slo.slo_error_rate}",
                             "for": "5m",
-                            "labels": labels,
+                            "labels": dict(labels),
                             "annotations": {
                                 "summary": f"error rate of {scope.plan.name} above {slo.slo_error_rate}",
                             },

@@ -127,7 +127,7 @@ def _pod_spec(scope: Scope, redis: dict[str, Any], volumes: list[dict[str, Any]]
 
 def _single(scope: Scope) -> list[dict[str, Any]]:
     spec = _pod_spec(
-        scope, _redis_container(scope, _CACHE_FLAGS, cluster=False), [empty_dir("data")]
+        scope, _redis_container(scope, list(_CACHE_FLAGS), cluster=False), [empty_dir("data")]
     )
     deployment = {
         "apiVersion": "apps/v1",

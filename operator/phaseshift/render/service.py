@@ -20,7 +20,11 @@ def service(
     *,
     headless: bool = False,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {"type": "ClusterIP", "selector": selector, "ports": ports}
+    spec: dict[str, Any] = {
+        "type": "ClusterIP",
+        "selector": dict(selector),
+        "ports": [dict(p) for p in ports],
+    }
     if headless:
         # Stable per-pod DNS for StatefulSet peers; they must find each other before
         # they are Ready (replicas cloning a primary, brokers forming a quorum).

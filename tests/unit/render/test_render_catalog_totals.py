@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from phaseshift.catalog import IMAGES, PHASES, catalog_markdown_table
@@ -70,7 +72,7 @@ def test_totals_count_replicas_and_hpa_minimums() -> None:
 
 def test_totals_grow_from_phase_to_phase(render) -> None:
     totals = [resource_totals(render(phase)) for phase in (1, 2, 3, 4)]
-    for smaller, larger in zip(totals, totals[1:], strict=False):
+    for smaller, larger in itertools.pairwise(totals):
         assert larger[0] > smaller[0] and larger[1] > smaller[1]
 
 
