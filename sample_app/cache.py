@@ -82,13 +82,17 @@ class Cache:
     def _ok(self) -> None:
         self.metrics.cache_up.labels(plan=self.metrics.plan).set(1)
 
-    def get(self, key: str) -> bytes | None:
-        """The cached value, or None on a miss or when the cache is unavailable."""
+    def get(self, key: str, field: str | None = None) -> bytes | None:
+        """The cached value, or None on a miss or when the cache is unavailable.
+
+        With a field, the value is one field of a hash: variants of one entry (pages of
+        different sizes) share a key, so a single DEL invalidates all of them.
+        """
         if not self.available:
             self.metrics.miss()
             return None
         try:
-            value = self.client.get(key)
+            value = self.client.get(key) if field is None else self.client.hget(key, field)
         except CACHE_ERRORS as exc:
             self._failed(exc)
             self.metrics.miss()
@@ -100,11 +104,20 @@ class Cache:
         self.metrics.hit()
         return bytes(value)
 
-    def set(self, key: str, value: bytes, ttl_ms: int | None = None) -> None:
+    def set(
+        self, key: str, value: bytes, ttl_ms: int | None = None, field: str | None = None
+    ) -> None:
         if not self.available:
             return
         try:
-            self.client.set(key, value, px=ttl_ms or self.ttl_ms)
+            if field is None:
+                self.client.set(key, value, px=ttl_ms or self.ttl_ms)
+            else:
+                # One key, so one slot even in a cluster: the pipeline is allowed there.
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hset(key, field, value)
+                pipe.pexpire(key, ttl_ms or self.ttl_ms)
+                pipe.execute()
         except CACHE_ERRORS as exc:
             self._failed(exc)
 

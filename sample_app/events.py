@@ -65,9 +65,7 @@ class EventPublisher:
             from kafka import KafkaProducer
 
             supported = getattr(KafkaProducer, "DEFAULT_CONFIG", {})
-            config = {
-                k: v for k, v in producer_config(self.bootstrap).items() if k in supported
-            }
+            config = {k: v for k, v in producer_config(self.bootstrap).items() if k in supported}
             self._producer = KafkaProducer(
                 **config,
                 key_serializer=lambda k: k.encode(),

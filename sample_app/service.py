@@ -161,9 +161,9 @@ class DataService:
     def _fresh(self, user_id: str) -> bool:
         return self.has_replicas and self.recent.recent(user_id)
 
-    def _cached(self, key: str, load: Any, fresh: bool) -> bytes | None:
+    def _cached(self, key: str, load: Any, fresh: bool, field: str | None = None) -> bytes | None:
         if self.cache is not None:
-            hit = self.cache.get(key)
+            hit = self.cache.get(key, field)
             if hit is not None:
                 return hit
         value = load(fresh)
@@ -175,7 +175,7 @@ class DataService:
             return None
         data = dumps(value)
         if self.cache is not None:
-            self.cache.set(key, data)
+            self.cache.set(key, data, field=field)
         return data
 
     def get_user(self, user_id: str) -> bytes | None:
@@ -205,18 +205,13 @@ class DataService:
         validate_id(owner, "owner")
 
         def load(fresh: bool) -> Row:
-            rows = self.store.list_items(owner, MAX_LIMIT, fresh or self._fresh(owner))
+            rows = self.store.list_items(owner, limit, fresh or self._fresh(owner))
             return {"items": [item_view(r) for r in rows]}
 
-        # One cached page of the maximum size serves every smaller limit, so a write
-        # has exactly one key to invalidate.
-        data = self._cached(owner_items_key(owner), load, fresh=False)
+        # Pages of every size live in one hash per owner, so a write invalidates them
+        # all with one DEL and a hit is served as stored, without re-encoding.
+        data = self._cached(owner_items_key(owner), load, fresh=False, field=str(limit))
         assert data is not None
-        if limit < MAX_LIMIT:
-            doc = json.loads(data)
-            if len(doc["items"]) > limit:
-                doc["items"] = doc["items"][:limit]
-                return dumps(doc)
         return data
 
     # -- writes --------------------------------------------------------------

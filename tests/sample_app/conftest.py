@@ -173,11 +173,8 @@ class PgCluster:
         wait_for(caught_up, 30, "replica catch-up")
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    for tool in ("initdb", "postgres", "pg_basebackup"):
-        if not (PG_BIN / tool).exists():
-            pytest.skip(f"{PG_BIN / tool} missing: apt-get install postgresql")
+def start_pg_cluster() -> PgCluster:
+    """A primary and a streaming replica in a new temp dir (also used by the bench)."""
     root = owned_tempdir("phaseshift-pg-", "postgres")
     os.chmod(root, 0o755)
     primary = Postgres(root / "primary", free_port())
@@ -225,11 +222,23 @@ def pg_cluster() -> Iterator[PgCluster]:
     except BaseException:
         primary.stop()
         raise
-    cluster = PgCluster(primary, replica, root)
+    return PgCluster(primary, replica, root)
+
+
+def stop_pg_cluster(cluster: PgCluster) -> None:
+    cluster.replica.stop()
+    cluster.primary.stop()
+    shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    for tool in ("initdb", "postgres", "pg_basebackup"):
+        if not (PG_BIN / tool).exists():
+            pytest.skip(f"{PG_BIN / tool} missing: apt-get install postgresql")
+    cluster = start_pg_cluster()
     yield cluster
-    replica.stop()
-    primary.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    stop_pg_cluster(cluster)
 
 
 @dataclass

@@ -22,7 +22,9 @@ ITEMS = 98_000  # with the users: 100k rows
 def run_migrate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sample_app", "migrate", *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -32,10 +34,14 @@ def big_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = SqliteStore(f"sqlite:///{path}")
     store.ensure_schema()
     store.close()
-    users = [(uuid.uuid4().hex, f"user {i}", f"u{i}@example.com", 1_700_000_000_000 + i)
-             for i in range(USERS)]
-    items = [(uuid.uuid4().hex, users[i % USERS][0], f"item {i}", i * 7 % 100_000,
-              1_700_000_000_000 + i) for i in range(ITEMS)]
+    users = [
+        (uuid.uuid4().hex, f"user {i}", f"u{i}@example.com", 1_700_000_000_000 + i)
+        for i in range(USERS)
+    ]
+    items = [
+        (uuid.uuid4().hex, users[i % USERS][0], f"item {i}", i * 7 % 100_000, 1_700_000_000_000 + i)
+        for i in range(ITEMS)
+    ]
     with sqlite3.connect(path) as db:
         db.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", users)
         db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", items)
@@ -45,8 +51,9 @@ def big_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_migrates_100k_rows_resumably_and_verifies(big_sqlite: Path, pg_db: PgDb) -> None:
     source = f"sqlite:///{big_sqlite}"
     # An interrupted run: three batches, then stop (a killed Job looks the same).
-    partial = run_migrate("--from", source, "--to", pg_db.primary_url, "--batch-size", "10000",
-                          "--max-batches", "3")
+    partial = run_migrate(
+        "--from", source, "--to", pg_db.primary_url, "--batch-size", "10000", "--max-batches", "3"
+    )
     assert partial.returncode == 3, partial.stdout + partial.stderr
     with psycopg.connect(pg_db.primary_url) as db:
         copied = db.execute("SELECT count(*) FROM users").fetchone()[0]  # type: ignore[index]
@@ -110,10 +117,13 @@ def test_rows_added_behind_the_cursor_are_swept_up(tmp_path: Path, pg_db: PgDb) 
         assert db.execute("SELECT count(*) FROM users").fetchone() == (40,)
 
 
-@pytest.mark.parametrize("args", [
-    ["--from", "sqlite:////nonexistent/x.db", "--to", "postgresql://a@127.0.0.1:1/x"],
-    ["--from", "sqlite:///x.db", "--to", "mysql://x"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from", "sqlite:////nonexistent/x.db", "--to", "postgresql://a@127.0.0.1:1/x"],
+        ["--from", "sqlite:///x.db", "--to", "mysql://x"],
+    ],
+)
 def test_bad_arguments_fail_cleanly(args: list[str]) -> None:
     result = run_migrate(*args)
     assert result.returncode in (2, 4)

@@ -45,13 +45,13 @@ def test_a_write_publishes_a_job_the_worker_completes(pg_db: PgDb, amqp_url: str
         assert jobs_done(worker) >= 1
 
 
-def test_a_failing_job_is_retried_until_it_succeeds(pg_cluster: PgCluster,
-                                                    amqp_url: str) -> None:
+def test_a_failing_job_is_retried_until_it_succeeds(pg_cluster: PgCluster, amqp_url: str) -> None:
     # The worker's database does not exist yet, so the first attempts fail for real.
     name = f"late_{pg_cluster.create_database()}"
     url = pg_cluster.primary.url(name)
-    worker = Worker(settings(DATABASE_URL=url, QUEUE_URL=amqp_url), base_backoff_ms=200,
-                    max_attempts=50)
+    worker = Worker(
+        settings(DATABASE_URL=url, QUEUE_URL=amqp_url), base_backoff_ms=200, max_attempts=50
+    )
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     with running(worker):
         declare_topology(conn.channel())
@@ -76,8 +76,9 @@ def test_poison_and_exhausted_jobs_go_to_the_dead_letter_queue(
     tmp_path: Path, amqp_url: str
 ) -> None:
     broken = "postgresql://nobody@127.0.0.1:1/none"  # every attempt fails
-    worker = Worker(settings(DATABASE_URL=broken, QUEUE_URL=amqp_url), base_backoff_ms=50,
-                    max_attempts=3)
+    worker = Worker(
+        settings(DATABASE_URL=broken, QUEUE_URL=amqp_url), base_backoff_ms=50, max_attempts=3
+    )
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     with running(worker):
         channel = conn.channel()

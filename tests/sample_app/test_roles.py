@@ -27,8 +27,9 @@ def test_gateway_routes_to_user_and_data_services(tmp_path: Path) -> None:
         assert httpx.get(f"{ds.url}/users").status_code == 404
         with client(APP_ROLE="gateway", USER_SERVICE_URL=us.url, DATA_SERVICE_URL=ds.url) as gw:
             assert gw.get("/readyz").status_code == 200
-            r = gw.post("/users", json={"name": "a", "email": "a@b.co"},
-                        headers={"x-user-id": "someone"})
+            r = gw.post(
+                "/users", json={"name": "a", "email": "a@b.co"}, headers={"x-user-id": "someone"}
+            )
             assert r.status_code == 201
             owner = r.json()["id"]
             item = gw.post("/items", json={"owner": owner, "name": "x"})
@@ -62,11 +63,13 @@ def test_events_to_kafka_never_block_or_fail_a_request(tmp_path: Path) -> None:
 
 def test_serve_command_runs_the_service_from_the_environment(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
-           "PHASESHIFT_PLAN": "cli"}
-    proc = subprocess.Popen([sys.executable, "-m", "sample_app", "serve", "--port", str(port),
-                             "--host", "127.0.0.1"], env=env)
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/cli.db", "PHASESHIFT_PLAN": "cli"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sample_app", "serve", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+    )
     try:
+
         def up() -> bool:
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
@@ -78,8 +81,13 @@ def test_serve_command_runs_the_service_from_the_environment(tmp_path: Path) -> 
     finally:
         proc.terminate()
         proc.wait(20)
-    bad = subprocess.run([sys.executable, "-m", "sample_app", "serve"], capture_output=True,
-                         text=True, env={**env, "APP_ROLE": "nope"}, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sample_app", "serve"],
+        capture_output=True,
+        text=True,
+        env={**env, "APP_ROLE": "nope"},
+        timeout=60,
+    )
     assert bad.returncode == 2 and "APP_ROLE" in bad.stderr
 
 
@@ -93,8 +101,20 @@ def test_loadgen_drives_a_read_heavy_mix(tmp_path: Path) -> None:
         assert reads > mix.get("create_item", 0)
         assert summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"]
         out = subprocess.run(
-            [sys.executable, "-m", "sample_app", "loadgen", "--users", "2", "--duration", "1",
-             "--target", server.url],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "sample_app",
+                "loadgen",
+                "--users",
+                "2",
+                "--duration",
+                "1",
+                "--target",
+                server.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0 and "req/s" in out.stdout and "p99" in out.stdout
