@@ -1,1 +1,65 @@
-"""The sample application phaseshift scales: users and items, configured by its environment."""
+"""The sample application phaseshift scales: users and items, configured by its environment.
+
+A real web service (Starlette on uvicorn) with the seed's User Service and Data
+Service. The operator's renderer expresses each architecture phase purely through
+the environment below; the same image serves every phase and role.
+
+Commands (`python -m sample_app ...`)
+-------------------------------------
+  serve [--port P]    HTTP service for APP_ROLE (the default command, unless worker)
+  worker [--port P]   consume jobs from QUEUE_URL; /metrics on P
+  migrate --from sqlite:///PATH --to postgresql://...  [--batch-size N] [--max-batches N]
+                      copy, verify (counts, per-row merge, checksums); idempotent and
+                      resumable; exit 0 verified, 1 mismatch, 3 stopped early, 4 unreachable
+  loadgen --users N --duration S --target URL  [--ramp S] [--write-ratio F] [--json]
+
+HTTP API
+--------
+  POST /users {name, email}            201 user | 409 duplicate email
+  GET  /users?limit=&offset=           newest users
+  GET  /users/{id}                     user with item_count
+  POST /items {owner, name, price_cents?}   201 item | 422 unknown owner
+  GET  /items?owner=&limit=            an owner's items (or the newest items)
+  GET  /items/{id}
+  GET  /static/{path}                  static files, Cache-Control for an edge cache
+  GET  /healthz, /readyz, /metrics
+Bad input gets a 4xx JSON body {"error": code, "detail": message}; an unreachable
+database gets 503.
+
+Environment
+-----------
+  PHASESHIFT_PLAN      plan name; the `plan` label of every metric series
+  APP_ROLE             monolith (default) | user-service | data-service | gateway | worker
+  DATABASE_URL         sqlite:///PATH (phase 1) or postgresql://user:pass@host:port/db
+  READ_REPLICA_URLS    comma-separated postgresql:// URLs for reads (phase 2+); a user's
+                       own reads stay on the primary for READ_YOUR_WRITES_SECONDS (5)
+                       after their write, and a row missing on a replica is re-read
+                       from the primary
+  DATABASE_SHARD_URLS  comma-separated postgresql:// URLs: hash sharding by user id
+                       (a user's items live on the user's shard)
+  REDIS_URL            redis://host:port/0: cache-aside, invalidated on write
+  REDIS_CLUSTER        true: REDIS_URL is a startup node of a Redis Cluster
+  CACHE_TTL_SECONDS    cache entry lifetime (default 30)
+  QUEUE_URL            amqp://user:pass@host:port/%2F: writes publish jobs (phase 3+)
+  KAFKA_BOOTSTRAP      host:port[,host:port]: domain events to topic phaseshift.events
+  USER_SERVICE_URL, DATA_SERVICE_URL   upstreams of the gateway role
+  STATIC_DIR           static files (default: this package's static/)
+  PORT                 listen port (default 8080)
+Optional, with defaults: READ_YOUR_WRITES_SECONDS (5), ACTIVE_USER_WINDOW_SECONDS (300),
+LOG_LEVEL (INFO).
+
+Metrics (every series labelled plan)
+------------------------------------
+  http_requests_total{route,method,code}   route is the template, e.g. /users/{id}
+  http_request_duration_seconds{route,method}   histogram
+  app_active_users        distinct users (X-User-Id or the user in the request), 5 min
+  cache_hits_total, cache_misses_total, cache_errors_total, cache_up
+  queue_depth, queue_published_total, queue_publish_errors_total, queue_outbox_pending
+  worker_jobs_total{outcome}, db_queries_total{target}, db_errors_total,
+  events_published_total, events_publish_errors_total, gateway_upstream_errors_total{service}
+
+Degradation: a cache outage sends reads to the database (cache_errors_total, cache_up 0);
+a queue outage holds jobs in memory and publishes them when the broker returns
+(queue_publish_errors_total, queue_outbox_pending); a lost replica sends reads to the
+primary (db_queries_total{target="primary-fallback"}).
+"""
