@@ -412,6 +412,8 @@ async def on_not_found(request: Request, exc: Exception) -> Response:
 
 async def on_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("storage unavailable: %s", exc)
+    metrics: Metrics = request.app.state.runtime.metrics
+    metrics.db_errors.labels(plan=metrics.plan).inc()
     return error(503, "unavailable", "the database is unavailable, retry later")
 
 

@@ -159,6 +159,7 @@ def test_unreachable_database_is_503_not_500(tmp_path: Path) -> None:
         assert c.get("/readyz").status_code == 503
         r = c.post("/users", json={"name": "a", "email": "a@b.co"})
         assert r.status_code == 503 and r.json()["error"] == "unavailable"
+        assert metric(c, "db_errors_total") == 1
         assert c.get("/healthz").status_code == 200
 
 
