@@ -26,8 +26,9 @@ T = TypeVar("T")
 WINDOW = 8
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def exporter(prometheus: PrometheusServer) -> Iterator[SyntheticExporter]:
+    # One target for the module: every test uses plan names of its own.
     job = f"signals-{uuid.uuid4().hex[:8]}"
     with SyntheticExporter() as exporter:
         prometheus.add_target(job, exporter.address)
