@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -197,6 +198,7 @@ def main() -> int:
                 proc.kill()
         redis.stop()
         svc.stop_pg_cluster(pg)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nread-heavy mix, {args.users} users, {args.duration:.0f}s each, same machine\n")
     print(f"{'configuration':<18}{'rps':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
