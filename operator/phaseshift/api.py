@@ -111,7 +111,11 @@ def cel(
     field_path: str | None = None,
     reason: str | None = None,
 ) -> JsonDict:
-    """One `x-kubernetes-validations` entry; the Python twin lives in the same model."""
+    """One `x-kubernetes-validations` entry; the Python twin lives in the same model.
+
+    Rules guard defaulted fields with has(): the API server also checks them against the
+    schema's own `default: {}` values, before nested defaults are filled in.
+    """
     entry: JsonDict = {"rule": rule, "message": message}
     if field_path is not None:
         entry["fieldPath"] = field_path
@@ -309,13 +313,14 @@ class Demotion(ApiModel):
 
 
 _MIN_LE_MAX = cel(
-    "self.minPhase <= self.maxPhase",
+    "!has(self.minPhase) || !has(self.maxPhase) || self.minPhase <= self.maxPhase",
     "minPhase must not be greater than maxPhase",
     field_path=".minPhase",
     reason="FieldValueInvalid",
 )
 _MANUAL_NAMES_APPROVERS = cel(
-    "self.approval != 'Manual' || size(self.approvers) > 0",
+    "!has(self.approval) || self.approval != 'Manual' || "
+    "(has(self.approvers) && size(self.approvers) > 0)",
     "a Manual plan must name at least one approver",
     field_path=".approvers",
     reason="FieldValueRequired",
@@ -452,6 +457,7 @@ class Rollout(ApiModel):
 # --------------------------------------------------------------------------- spec: root
 
 _SIGNALS_DEFINED = cel(
+    "!has(self.phases) || !has(self.metrics) || !has(self.metrics.signals) || "
     "self.phases.all(p, p.promoteWhen.all(k, k in self.metrics.signals))",
     "every signal named in phases[].promoteWhen must be defined in metrics.signals",
     field_path=".phases",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -529,6 +529,7 @@ def test_pydantic_and_the_api_server_agree(
 ) -> None:
     served = server_verdict(kube, namespace, spec)
     parsed = pydantic_verdict(spec)
+    event(f"server {'accepted' if served is not None else 'rejected'}")
     if served is not None:
         # whatever the server accepts parses, with the same defaults filled in
         assert parsed is not None, f"server accepted, pydantic refused: {spec}"
