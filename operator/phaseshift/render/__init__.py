@@ -26,6 +26,7 @@ from phaseshift.render import (
     worker,
 )
 from phaseshift.render.context import RenderContext
+from phaseshift.render.keys import object_key
 from phaseshift.render.migration import migration_job
 from phaseshift.render.order import apply_order
 from phaseshift.render.scope import Scope
@@ -67,8 +68,3 @@ def render_phase(plan: ScalePlan, phase: int, ctx: RenderContext) -> list[dict[s
 def render_migration_job(plan: ScalePlan, ctx: RenderContext) -> dict[str, Any]:
     """The Job that copies phase 1's SQLite database into phase 2's PostgreSQL primary."""
     return migration_job(Scope(plan, 2, ctx))
-
-
-def object_key(obj: dict[str, Any]) -> tuple[str, str, str]:
-    """(apiVersion, kind, name): what identifies an object within the plan's namespace."""
-    return obj["apiVersion"], obj["kind"], obj["metadata"]["name"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phaseshift.api import LABEL_PHASE
+from phaseshift.render.keys import object_key
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,6 @@ class ObjectDiff:
     added: list[dict[str, Any]]
     changed: list[dict[str, Any]]
     removed: list[dict[str, Any]]
-
-
-def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
-    return obj["apiVersion"], obj["kind"], obj["metadata"]["name"]
 
 
 def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
@@ -30,14 +27,15 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
 def diff_objects(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> ObjectDiff:
     """Objects only in `new`, in both but different (beyond the phase label), only in
     `old`; each list keeps the apply order of the list it comes from."""
-    before = {_key(obj): obj for obj in old}
-    after_keys = {_key(obj) for obj in new}
+    before = {object_key(obj): obj for obj in old}
+    after_keys = {object_key(obj) for obj in new}
     return ObjectDiff(
-        added=[obj for obj in new if _key(obj) not in before],
+        added=[obj for obj in new if object_key(obj) not in before],
         changed=[
             obj
             for obj in new
-            if _key(obj) in before and _comparable(before[_key(obj)]) != _comparable(obj)
+            if object_key(obj) in before
+            and _comparable(before[object_key(obj)]) != _comparable(obj)
         ],
-        removed=[obj for obj in old if _key(obj) not in after_keys],
+        removed=[obj for obj in old if object_key(obj) not in after_keys],
     )

@@ -21,7 +21,7 @@ from phaseshift.render.pods import (
 )
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
-from phaseshift.render.workload import rolling
+from phaseshift.render.workload import ANNOTATION_CONFIG_HASH, rolling
 
 COMPONENT = "edge"
 SUFFIX = "edge"
@@ -120,7 +120,7 @@ def _deployment(scope: Scope) -> dict[str, Any]:
                 spec=spec,
                 metrics_port=None,
                 meshed=True,
-                annotations={"phaseshift.dev/config-hash": content_hash(nginx_conf(scope))},
+                annotations={ANNOTATION_CONFIG_HASH: content_hash(nginx_conf(scope))},
             ),
         },
     }

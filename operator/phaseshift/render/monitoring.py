@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.api import DEFAULT_SIGNALS, LABEL_MANAGED_BY, MANAGED_BY
+from phaseshift.api import (
+    DEFAULT_SIGNALS,
+    LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    LABEL_PLAN,
+    MANAGED_BY,
+)
 from phaseshift.render.microservices import SERVICES
-from phaseshift.render.scope import LABEL_COMPONENT, LABEL_PLAN, Scope
+from phaseshift.render.scope import Scope
 
 COMPONENT = "monitoring"
 API_VERSION = "monitoring.coreos.com/v1"
@@ -15,8 +21,14 @@ API_VERSION = "monitoring.coreos.com/v1"
 
 def _signal(scope: Scope, name: str) -> str:
     """The plan's own query for a signal, or the default one when the plan renamed it."""
-    query = scope.plan.spec.metrics.signals.get(name, DEFAULT_SIGNALS[name])
-    return query.replace("$namespace", scope.plan.namespace).replace("$plan", scope.plan.name)
+    queries = scope.plan.signal_queries()
+    if name in queries:
+        return queries[name]
+    return (
+        DEFAULT_SIGNALS[name]
+        .replace("$namespace", scope.plan.namespace)
+        .replace("$plan", scope.plan.name)
+    )
 
 
 def _service_monitor(scope: Scope) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def _blue_green(scope: Scope) -> list[dict[str, Any]]:
                 component=COMPONENT,
                 container=app_container(scope, role="monolith", image=image),
                 replicas=replicas if live or ctx.rollout_in_progress else 0,
-                strategy=rolling(max_surge="1"),
+                strategy=rolling(max_surge=1),
                 service=SERVICE,
                 extra_labels={LABEL_COLOUR: colour},
             )

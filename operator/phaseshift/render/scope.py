@@ -6,7 +6,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from phaseshift.api import API_VERSION, GROUP, KIND, PhaseOverride, ScalePlan, managed_labels
+from phaseshift.api import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    LABEL_PHASE,
+    LABEL_PLAN,
+    PhaseOverride,
+    ScalePlan,
+    managed_labels,
+)
 from phaseshift.catalog import IMAGES, PHASES
 from phaseshift.catalog import Phase as CatalogPhase
 from phaseshift.render.context import RenderContext
@@ -21,8 +30,6 @@ LABEL_WORKLOAD = f"{GROUP}/workload"
 LABEL_SERVICE = f"{GROUP}/service"
 LABEL_COLOUR = f"{GROUP}/colour"
 LABEL_TRACK = f"{GROUP}/track"
-LABEL_COMPONENT = f"{GROUP}/component"
-LABEL_PLAN = f"{GROUP}/plan"
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ class Scope:
 
     def pod_labels(self, workload: str, component: str, **extra: str) -> dict[str, str]:
         labels = managed_labels(self.plan_label, self.phase, component)
-        del labels[f"{GROUP}/phase"]
+        del labels[LABEL_PHASE]
         labels[LABEL_WORKLOAD] = workload
         labels.update(extra)
         return labels

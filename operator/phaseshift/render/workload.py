@@ -15,7 +15,7 @@ from phaseshift.render.pods import (
     resources,
     topology_spread,
 )
-from phaseshift.render.scope import Scope
+from phaseshift.render.scope import LABEL_SERVICE, Scope
 from phaseshift.render.sizing import app_size
 
 ANNOTATION_CONFIG_HASH = "phaseshift.dev/config-hash"
@@ -74,7 +74,7 @@ def app_deployment(
     selector = scope.selector(suffix, **extra)
     labels = dict(extra)
     if service is not None:
-        labels["phaseshift.dev/service"] = service
+        labels[LABEL_SERVICE] = service
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security(APP_UID),
         "automountServiceAccountToken": False,
@@ -113,6 +113,6 @@ def recreate() -> dict[str, Any]:
     return {"type": "Recreate"}
 
 
-def rolling(max_surge: str = "25%") -> dict[str, Any]:
+def rolling(max_surge: int | str = "25%") -> dict[str, Any]:
     # maxUnavailable 0: capacity never drops below the desired count during an update.
     return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": max_surge}}
