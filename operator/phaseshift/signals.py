@@ -55,7 +55,7 @@ from phaseshift.api import ScalePlan
 STAT_LABEL = "phaseshift_stat"
 # A window counts as covered when at least this share of its subquery points have data.
 COVERAGE = 0.9
-# A subquery has at least this many points in its shortest window (at most one per eval tick).
+# A window's subquery has at least this many points (unless that is finer than 1s).
 POINTS_PER_WINDOW = 10
 # Templates whose answers dropped the placeholder labels; evaluated per plan from then on.
 _UNGROUPED_TEMPLATES: set[str] = set()
@@ -129,7 +129,8 @@ class Windows:
     demotion: int
     lead: int
     lookback: int
-    step: int
+    interval: int
+    """The evaluation interval: the finest step a window is sampled at."""
 
     @classmethod
     def of(cls, plan: ScalePlan) -> Windows:
@@ -138,18 +139,19 @@ class Windows:
         demotion = policy.demotion.stabilization_seconds if policy.demotion.enabled else 0
         lead = policy.promotion.predictive.lead_seconds
         lookback = policy.promotion.predictive.lookback_seconds if lead else 0
-        windows = [w for w in (promotion, demotion, lookback) if w > 0]
-        # Fine enough to resolve the shortest window, never finer than Prometheus needs
-        # (1s) nor than the operator looks (one evaluation interval).
-        step = policy.evaluation_interval_seconds
-        if windows:
-            step = max(1, min(step, min(windows) // POINTS_PER_WINDOW))
-        return cls(promotion, demotion, lead, lookback, step)
+        return cls(promotion, demotion, lead, lookback, policy.evaluation_interval_seconds)
+
+    def step(self, window: int) -> int:
+        """The subquery step of a window: at least POINTS_PER_WINDOW points in it, and never
+        finer than the operator looks (one evaluation interval) nor than 1s. Sampling a long
+        window at the interval rather than at the shortest window's step keeps the cost of a
+        900s demotion window at 60 evaluations by default, not 150."""
+        return max(1, min(self.interval, window // POINTS_PER_WINDOW))
 
     def covers(self, count: float | None, window: int) -> bool:
         if count is None or not math.isfinite(count):
             return False
-        return count >= max(1, math.floor(COVERAGE * window / self.step))
+        return count >= max(1, math.floor(COVERAGE * window / self.step(window)))
 
 
 # ------------------------------------------------------------------ building the queries
@@ -217,7 +219,7 @@ def combined_query(template: str, windows: Windows, keep: Sequence[str] = ()) ->
     stats: dict[str, str] = {"current": template}
 
     def over(window: int) -> str:
-        return f"({template})[{window}s:{windows.step}s]"
+        return f"({template})[{window}s:{windows.step(window)}s]"
 
     if windows.promotion:
         stats["windowMin"] = f"min_over_time({over(windows.promotion)})"

@@ -82,7 +82,7 @@ def test_a_group_matches_every_plan_and_a_plan_only_itself() -> None:
 
 
 def test_the_combined_query_carries_every_statistic_once() -> None:
-    windows = Windows(promotion=60, demotion=900, lead=120, lookback=300, step=6)
+    windows = Windows(promotion=60, demotion=900, lead=120, lookback=300, interval=15)
     query = combined_query(USERS, windows, keep=("namespace", "plan"))
     stats = re.findall(rf'"{STAT_LABEL}", "(\w+)", "", ""\)', query)
     assert sorted(stats) == sorted(
@@ -92,13 +92,13 @@ def test_the_combined_query_carries_every_statistic_once() -> None:
         ]
     )  # fmt: skip
     assert "min_over_time((" in query and "[60s:6s]" in query
-    assert "max_over_time((" in query and "[900s:6s]" in query
-    assert "predict_linear((" in query and "[300s:6s], 120)" in query
+    assert "max_over_time((" in query and "[900s:15s]" in query
+    assert "predict_linear((" in query and "[300s:15s], 120)" in query
     assert "max by (namespace, plan) (label_replace(timestamp(app_active_users{" in query
 
 
 def test_windows_of_zero_length_add_no_subqueries() -> None:
-    query = combined_query(USERS, Windows(promotion=0, demotion=0, lead=0, lookback=0, step=15))
+    query = combined_query(USERS, Windows(promotion=0, demotion=0, lead=0, lookback=0, interval=15))
     assert "_over_time" not in query and "predict_linear" not in query
 
 
@@ -112,7 +112,7 @@ def test_a_template_without_plan_selectors_has_no_freshness_statistic() -> None:
 
 def test_windows_follow_the_policy() -> None:
     assert Windows.of(make_plan("shop")) == Windows(
-        promotion=60, demotion=900, lead=0, lookback=0, step=6
+        promotion=60, demotion=900, lead=0, lookback=0, interval=15
     )
     predictive = make_plan(
         "shop",
@@ -123,16 +123,20 @@ def test_windows_follow_the_policy() -> None:
         },
     )
     assert Windows.of(predictive) == Windows(
-        promotion=300, demotion=0, lead=60, lookback=300, step=5
+        promotion=300, demotion=0, lead=60, lookback=300, interval=5
     )
 
 
 def test_a_window_is_covered_only_when_nearly_all_its_points_have_data() -> None:
-    windows = Windows(promotion=60, demotion=900, lead=0, lookback=0, step=6)
+    windows = Windows(promotion=60, demotion=900, lead=0, lookback=0, interval=15)
     assert windows.covers(10, 60)
     assert windows.covers(9, 60)
     assert not windows.covers(8, 60)
     assert not windows.covers(None, 60)
+    # The long window is sampled once per evaluation interval: 60 points in 900s.
+    assert windows.step(900) == 15
+    assert windows.covers(54, 900)
+    assert not windows.covers(53, 900)
 
 
 # -------------------------------------------------------------------------- grouping
@@ -193,7 +197,7 @@ def test_two_series_for_one_plan_and_statistic_are_refused() -> None:
 
 
 def test_a_reading_from_statistics() -> None:
-    windows = Windows(promotion=60, demotion=900, lead=120, lookback=300, step=6)
+    windows = Windows(promotion=60, demotion=900, lead=120, lookback=300, interval=15)
     stats = {
         "current": 1_200.0,
         "windowMin": 1_050.0,
