@@ -393,7 +393,7 @@ class QueryFailed(Exception):
     pass
 
 
-def prometheus_client(url: str) -> PrometheusConnect:
+def default_client(url: str) -> PrometheusConnect:
     # One quick retry for a dropped keep-alive connection; an outage should surface as
     # MetricsUnavailable within the tick, not after the library's default backoff.
     retry = Retry(total=1, backoff_factor=0, status_forcelist=[], raise_on_status=False)
@@ -404,9 +404,14 @@ def fetch_signals(
     plans: Sequence[ScalePlan],
     now: datetime,
     *,
-    client_factory: ClientFactory = prometheus_client,
+    client_factory: ClientFactory = default_client,
 ) -> dict[PlanKey, PlanSignals]:
-    """Every signal of every plan at `now`, in one query per signal group."""
+    """Every signal of every plan at `now`, in one query per signal group.
+
+    Never raises for Prometheus's sake: an unreachable server or a refused query becomes
+    the affected signals' entry in `PlanSignals.errors`, naming the signal's query (filled
+    in for the plan) and what went wrong, with the server's own message when it sent one.
+    """
     readings: dict[PlanKey, dict[str, SignalReading]] = {PlanKey.of(p): {} for p in plans}
     errors: dict[PlanKey, dict[str, str]] = {PlanKey.of(p): {} for p in plans}
     templates = {
@@ -417,9 +422,9 @@ def fetch_signals(
     clients: dict[str, QueryClient] = {}
     try:
         for group in group_signals(plans):
-            client = clients.get(group.url) or clients.setdefault(
-                group.url, client_factory(group.url)
-            )
+            if group.url not in clients:
+                clients[group.url] = client_factory(group.url)
+            client = clients[group.url]
             for key, name, outcome in _evaluate(client, group, now):
                 if isinstance(outcome, SignalReading):
                     readings[key][name] = outcome
@@ -474,6 +479,9 @@ def _query(
         raise QueryFailed(
             f"Prometheus at {group.url} rejected the query: {server_message(e)}"
         ) from e
+    except (requests.JSONDecodeError, KeyError, TypeError) as e:
+        # A proxy or another server on that URL: 200, but not the Prometheus API.
+        raise QueryFailed(f"{group.url} did not answer like the Prometheus API ({e!r})") from e
     except requests.Timeout as e:
         raise QueryFailed(
             f"Prometheus at {group.url} did not answer within {group.timeout_seconds}s"

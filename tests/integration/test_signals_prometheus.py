@@ -307,3 +307,16 @@ def test_every_default_signal_reads_fresh_data(
     assert users.age_seconds is not None
     assert 0 <= users.age_seconds <= plan.spec.metrics.staleness_seconds
     assert signals.readings["errorRate"].current == 0
+
+
+def test_a_url_that_is_not_prometheus_is_reported_not_raised(
+    prometheus: PrometheusServer, exporter: SyntheticExporter
+) -> None:
+    # The exporter answers every path with 200 and metrics text, not the query API.
+    plan = make_plan(
+        prometheus, unique("shop"), metrics={"prometheusUrl": f"http://{exporter.address}"}
+    )
+    signals, decision = tick(plan)
+    assert signals.readings == {}
+    assert "did not answer like the Prometheus API" in (signals.error or "")
+    assert decision.reason == Reason.METRICS_UNAVAILABLE
