@@ -99,9 +99,6 @@ class SignalReading:
     tell."""
 
 
-MISSING = SignalReading(None, None, None, None, covered=False, demotion_covered=False)
-
-
 @dataclass(frozen=True)
 class PlanSignals:
     """Everything fetched for one plan in one tick."""
