@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
 from phaseshift.api import (
     GROUP,
@@ -186,7 +187,7 @@ class Kube:
         now = datetime.now(UTC)
         body = client.EventsV1Event(
             metadata=client.V1ObjectMeta(
-                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+                name=f"{meta['name']}.{time.time_ns():x}", namespace=meta["namespace"]
             ),
             event_time=now,
             reporting_controller=f"{GROUP}/operator",
@@ -205,6 +206,19 @@ class Kube:
         )
         client.EventsV1Api(self.api).create_namespaced_event(meta["namespace"], body)
         self._wrote("event")
+
+
+def permanent(error: DynamicApiError) -> bool:
+    """A refusal that retrying cannot fix (invalid object, forbidden), unlike 409/429/5xx."""
+    status = int(error.status or 0)
+    return 400 <= status < 500 and status not in (409, 429)
+
+
+def api_message(error: DynamicApiError) -> str:
+    try:
+        return str(json.loads(error.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
 
 
 def keyed(objects: Iterable[Obj]) -> dict[tuple[str, str, str], Obj]:

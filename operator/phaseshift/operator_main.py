@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
+import signal
 
 import kopf
 from kubernetes import config
@@ -34,6 +36,8 @@ def run_command(
     lease_name: str,
     lease_namespace: str | None,
 ) -> int:
+    # `kill -USR1 <pid>` prints every thread's stack: the first thing to look at when stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

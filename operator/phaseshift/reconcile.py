@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.dynamic.exceptions import DynamicApiError
+
 from phaseshift import policy, transition
 from phaseshift.api import (
     Condition,
@@ -30,7 +32,7 @@ from phaseshift.api import (
     set_condition,
 )
 from phaseshift.api import Decision as RecordedDecision
-from phaseshift.kube import Kube, keyed
+from phaseshift.kube import Kube, api_message, keyed, permanent
 from phaseshift.metrics import OperatorMetrics
 from phaseshift.render import RenderContext, render_migration_job, render_phase
 from phaseshift.render.credentials import PASSWORD_KEY
@@ -144,7 +146,12 @@ class Reconciler:
         while move is not None and move.current_step is not None:
             step = Step(move.current_step)
             started = time.monotonic()
-            outcome, message = self._run_step(plan, status, move, step)
+            try:
+                outcome, message = self._run_step(plan, status, move, step)
+            except DynamicApiError as e:
+                if not permanent(e):
+                    raise  # the API server is busy or away: the next tick retries
+                outcome, message = "failed", f"{step}: the API server refused it: {api_message(e)}"
             if outcome == "waiting":
                 since = (now - (move.step_started_at or move.started_at)).total_seconds()
                 if since <= transition.STEP_TIMEOUT_SECONDS.get(step, 600.0):
@@ -332,9 +339,12 @@ class Reconciler:
 
     def _write_status(self, plan: ScalePlan, status: ScalePlanStatus) -> None:
         new = status.to_json()
-        if new == plan.status.to_json():
+        old = plan.status.to_json()
+        if new == old:
             return
-        self.kube.patch_status(plan.namespace, plan.name, new)
+        # A merge patch keeps what it does not mention: fields that went away become null.
+        patch: dict[str, Any] = {**dict.fromkeys(old), **new}
+        self.kube.patch_status(plan.namespace, plan.name, patch)
         plan.status = status.model_copy(deep=True)
 
     def _event(self, plan: ScalePlan, type_: str, reason: str, message: str) -> None:

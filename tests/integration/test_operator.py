@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from phaseshift.api import GROUP, LABEL_RETAIN, PLURAL, VERSION, parse_plan
 from phaseshift.kube import Kube, keyed
@@ -21,8 +21,9 @@ from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.render import RenderContext, render_phase
 from phaseshift.render.credentials import PASSWORD_KEY, secret_name
 from phaseshift.render.scope import Scope
-from tests.integration.exporter import SyntheticExporter
-from tests.integration.operator_process import OperatorProcess
+
+from .exporter import SyntheticExporter
+from .operator_process import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ PLAN = "shop"
 USERS_FOR_PHASE = {1: 10, 2: 5_000, 3: 200_000, 4: 2_000_000}
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: object = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -91,7 +92,9 @@ class World:
                 return status
             return None
 
-        result: dict[str, Any] = wait_for(settled, timeout, f"phase {phase}")
+        result: dict[str, Any] = wait_for(
+            settled, timeout, f"phase {phase}; status: {self.status()}"
+        )
         return result
 
     def condition(self, type_: str) -> dict[str, Any]:
@@ -115,8 +118,10 @@ class World:
         return set(self.live())
 
     def events(self) -> list[str]:
-        events = client.EventsV1Api(self.kube.api).list_namespaced_event(self.namespace).items
-        return [e.reason for e in events if e.regarding and e.regarding.name == PLAN]
+        events = client.CoreV1Api(self.kube.api).list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={PLAN}"
+        ).items
+        return [e.reason for e in events if e.involved_object.kind == "ScalePlan"]
 
 
 @pytest.fixture
@@ -131,6 +136,15 @@ def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[
     process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path)
     process.start()
     yield process
+    # Plans carry the operator's finalizer: delete them while the operator still runs.
+    custom = client.CustomObjectsApi(config.new_client_from_config(str(cluster.kubeconfig)))
+    custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    wait_for(
+        lambda: (
+            not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        ),
+        what="plans to be deleted",
+    )
     process.stop()
 
 
