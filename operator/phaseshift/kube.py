@@ -216,7 +216,7 @@ def permanent(error: DynamicApiError) -> bool:
 
 def api_message(error: DynamicApiError) -> str:
     try:
-        return str(json.loads(error.body)["message"])
+        return str(json.loads(error.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return str(error.reason)
 

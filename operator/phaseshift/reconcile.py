@@ -21,6 +21,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from phaseshift import policy, transition
 from phaseshift.api import (
     Condition,
+    ConditionStatus,
     ConditionType,
     HistoryEntry,
     InvalidSpec,
@@ -306,6 +307,7 @@ class Reconciler:
             now,
             plan,
         )
+        ready: tuple[ConditionStatus, str, str]
         if moving:
             ready = ("False", "Transitioning", f"moving to phase {status.target_phase}")
         elif degraded is not None and degraded.status == "True":
@@ -319,7 +321,7 @@ class Reconciler:
     def _set(
         status: ScalePlanStatus,
         type_: str,
-        value: str,
+        value: ConditionStatus,
         reason: str,
         message: str,
         now: datetime,
@@ -329,7 +331,7 @@ class Reconciler:
             status.conditions,
             Condition(
                 type=type_,
-                status=value,  # type: ignore[arg-type]
+                status=value,
                 reason=reason,
                 message=message[:1024],
                 last_transition_time=now,
