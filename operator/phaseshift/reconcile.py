@@ -314,7 +314,8 @@ class Reconciler:
             ready = ("False", "Degraded", degraded.message)
         else:
             ready = ("True", "PhaseApplied", f"running phase {status.phase}")
-        self._set(status, ConditionType.READY, *ready, now, plan)
+        value, reason, message = ready
+        self._set(status, ConditionType.READY, value, reason, message, now, plan)
         self.metrics.phase.labels(plan.namespace, plan.name).set(status.phase or 0)
 
     @staticmethod
