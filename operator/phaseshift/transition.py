@@ -17,9 +17,7 @@ from phaseshift.render.scope import ANNOTATION_STATEFUL
 
 # Objects of these components carry the application itself; the rest are backing tiers
 # (databases, caches, queues, streams, edges) that must be up before the app points at them.
-APP_COMPONENTS = frozenset(
-    {"app", "config", "gateway", "user-service", "data-service", "worker", "consumer", "canary"}
-)
+APP_COMPONENTS = frozenset({"app", "config", "gateway", "user-service", "data-service", "worker"})
 
 Obj = Mapping[str, Any]
 Key = tuple[str, str, str]
