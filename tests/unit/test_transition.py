@@ -1,0 +1,274 @@
+"""The pure transition planner: steps, what is provisioned, retired, and judged Ready."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from phaseshift.api import LABEL_COMPONENT
+from phaseshift.render.scope import ANNOTATION_STATEFUL
+from phaseshift.transition import (
+    APP_COMPONENTS,
+    Step,
+    job_failed,
+    key_of,
+    not_ready,
+    plan_steps,
+    provision_set,
+    retire_set,
+    workload_ready,
+)
+
+
+def obj(
+    kind: str,
+    name: str,
+    *,
+    component: str = "",
+    stateful: bool = False,
+    api_version: str = "v1",
+    spec: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+    generation: int | None = None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if component:
+        metadata["labels"] = {LABEL_COMPONENT: component}
+    if stateful:
+        metadata["annotations"] = {ANNOTATION_STATEFUL: "true"}
+    if generation is not None:
+        metadata["generation"] = generation
+    body: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+    if spec is not None:
+        body["spec"] = spec
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def deployment(
+    replicas: int, ready: int, updated: int, generation: int = 1, observed: int = 1
+) -> dict[str, Any]:
+    return obj(
+        "Deployment",
+        "app",
+        api_version="apps/v1",
+        spec={"replicas": replicas},
+        status={"readyReplicas": ready, "updatedReplicas": updated, "observedGeneration": observed},
+        generation=generation,
+    )
+
+
+# plan_steps ---------------------------------------------------------------------------
+
+
+def test_moving_up_from_phase_1_migrates_the_data() -> None:
+    assert plan_steps(1, 2) == [
+        Step.PROVISION,
+        Step.WAIT_READY,
+        Step.MIGRATE_DATA,
+        Step.SWITCH_APP,
+        Step.VERIFY,
+        Step.RETIRE,
+    ]
+
+
+@pytest.mark.parametrize(("current", "target"), [(2, 3), (3, 4), (4, 3), (3, 2), (2, 1)])
+def test_no_other_move_migrates_data(current: int, target: int) -> None:
+    # Above phase 1 the database tier stays PostgreSQL, so there is nothing to move; a move
+    # down never copies data: the stateful tiers are retained instead.
+    steps = plan_steps(current, target)
+    assert Step.MIGRATE_DATA not in steps
+    assert steps == [Step.PROVISION, Step.WAIT_READY, Step.SWITCH_APP, Step.VERIFY, Step.RETIRE]
+
+
+def test_every_plan_provisions_first_and_retires_last() -> None:
+    for current, target in [(1, 2), (2, 1), (3, 4)]:
+        steps = plan_steps(current, target)
+        assert steps[0] == Step.PROVISION
+        assert steps[-1] == Step.RETIRE
+        assert steps.index(Step.WAIT_READY) < steps.index(Step.SWITCH_APP)
+
+
+# provision_set ------------------------------------------------------------------------
+
+
+def test_provision_set_holds_backing_tiers_only() -> None:
+    app_objects = [obj("Deployment", f"app-{c}", component=c) for c in sorted(APP_COMPONENTS)]
+    backing = [
+        obj("StatefulSet", "postgres", component="postgresql"),
+        obj("Deployment", "redis", component="redis"),
+        obj("Service", "edge", component="edge"),
+    ]
+    assert provision_set([*app_objects, *backing]) == backing
+
+
+def test_an_object_without_a_component_label_is_provisioned() -> None:
+    unlabelled = obj("ConfigMap", "extra")
+    assert provision_set([unlabelled]) == [unlabelled]
+
+
+# retire_set ---------------------------------------------------------------------------
+
+
+def test_retire_set_deletes_what_the_target_phase_no_longer_has() -> None:
+    kept = obj("Deployment", "app", component="app")
+    gone = obj("Deployment", "redis", component="redis")
+    delete, retain = retire_set([kept, gone], [kept])
+    assert delete == [gone]
+    assert retain == []
+
+
+def test_retire_set_never_deletes_claims_or_stateful_objects() -> None:
+    claim = obj("PersistentVolumeClaim", "data-postgres-0")
+    stateful = obj("StatefulSet", "postgres", component="postgresql", stateful=True)
+    secret = obj("Secret", "postgres-credentials", stateful=True)
+    plain = obj("Service", "postgres", component="postgresql")
+    delete, retain = retire_set([claim, stateful, secret, plain], [])
+    assert delete == [plain]
+    assert retain == [claim, stateful, secret]
+
+
+def test_a_claim_without_any_annotation_is_still_retained() -> None:
+    # Claims a StatefulSet made from its volumeClaimTemplates carry none of our annotations.
+    claim = obj("PersistentVolumeClaim", "data-kafka-0")
+    assert "annotations" not in claim["metadata"]
+    delete, retain = retire_set([claim], [])
+    assert delete == []
+    assert retain == [claim]
+
+
+def test_retire_set_matches_by_api_version_kind_and_name() -> None:
+    live_service = obj("Service", "web")
+    live_ingress = obj("Ingress", "web", api_version="networking.k8s.io/v1")
+    delete, _ = retire_set([live_service, live_ingress], [obj("Service", "web")])
+    assert delete == [live_ingress]
+    assert key_of(live_ingress) == ("networking.k8s.io/v1", "Ingress", "web")
+
+
+def test_stateful_annotation_other_than_true_does_not_retain() -> None:
+    odd = obj("StatefulSet", "cache")
+    odd["metadata"]["annotations"] = {ANNOTATION_STATEFUL: "false"}
+    delete, retain = retire_set([odd], [])
+    assert delete == [odd]
+    assert retain == []
+
+
+# workload_ready -----------------------------------------------------------------------
+
+
+def test_a_deployment_is_ready_when_every_replica_is_ready_and_updated() -> None:
+    assert workload_ready(deployment(3, ready=3, updated=3))
+    assert not workload_ready(deployment(3, ready=2, updated=3))
+    assert not workload_ready(deployment(3, ready=3, updated=2))
+
+
+def test_a_deployment_whose_controller_lags_a_generation_is_not_ready() -> None:
+    # The counts in status describe the previous spec until observedGeneration catches up.
+    assert not workload_ready(deployment(3, ready=3, updated=3, generation=2, observed=1))
+    assert workload_ready(deployment(3, ready=3, updated=3, generation=2, observed=2))
+
+
+def test_a_fresh_deployment_without_status_is_not_ready() -> None:
+    fresh = obj("Deployment", "app", api_version="apps/v1", spec={"replicas": 1}, generation=1)
+    assert not workload_ready(fresh)
+
+
+def test_replicas_default_to_one_and_zero_replicas_are_ready_once_observed() -> None:
+    no_replicas = obj(
+        "Deployment",
+        "app",
+        spec={},
+        status={"readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1},
+        generation=1,
+    )
+    assert workload_ready(no_replicas)
+    scaled_to_zero = deployment(0, ready=0, updated=0)
+    assert workload_ready(scaled_to_zero)
+    assert not workload_ready(deployment(0, ready=0, updated=0, generation=3, observed=2))
+
+
+def test_a_statefulset_follows_the_same_rules() -> None:
+    def statefulset(ready: int, observed: int) -> dict[str, Any]:
+        return obj(
+            "StatefulSet",
+            "postgres",
+            api_version="apps/v1",
+            spec={"replicas": 2},
+            status={"readyReplicas": ready, "updatedReplicas": 2, "observedGeneration": observed},
+            generation=4,
+        )
+
+    assert workload_ready(statefulset(ready=2, observed=4))
+    assert not workload_ready(statefulset(ready=1, observed=4))
+    assert not workload_ready(statefulset(ready=2, observed=3))
+
+
+def test_a_job_is_ready_once_it_succeeded() -> None:
+    assert not workload_ready(obj("Job", "migrate", status={}))
+    assert not workload_ready(obj("Job", "migrate", status={"active": 1, "succeeded": None}))
+    assert workload_ready(obj("Job", "migrate", status={"succeeded": 1}))
+
+
+def test_a_claim_is_ready_once_bound() -> None:
+    assert not workload_ready(obj("PersistentVolumeClaim", "data", status={"phase": "Pending"}))
+    assert not workload_ready(obj("PersistentVolumeClaim", "data"))
+    assert workload_ready(obj("PersistentVolumeClaim", "data", status={"phase": "Bound"}))
+
+
+def test_objects_without_a_rollout_are_ready_as_soon_as_they_exist() -> None:
+    assert workload_ready(obj("Service", "web"))
+    assert workload_ready(obj("ConfigMap", "settings"))
+
+
+# job_failed ---------------------------------------------------------------------------
+
+
+def test_job_failed_reports_the_failure_message() -> None:
+    job = obj(
+        "Job",
+        "migrate",
+        status={
+            "conditions": [
+                {"type": "Complete", "status": "False"},
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                },
+            ]
+        },
+    )
+    assert job_failed(job) == "Job has reached the specified backoff limit"
+
+
+def test_job_failed_falls_back_to_the_reason_then_a_fixed_text() -> None:
+    reason_only = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+    bare = {"type": "Failed", "status": "True"}
+    assert job_failed(obj("Job", "m", status={"conditions": [reason_only]})) == "DeadlineExceeded"
+    assert job_failed(obj("Job", "m", status={"conditions": [bare]})) == "Job failed"
+
+
+def test_a_running_or_succeeded_job_has_not_failed() -> None:
+    assert job_failed(obj("Job", "m")) is None
+    assert job_failed(obj("Job", "m", status={"active": 1})) is None
+    not_yet = {"type": "Failed", "status": "False"}
+    assert job_failed(obj("Job", "m", status={"conditions": [not_yet]})) is None
+    done = {"type": "Complete", "status": "True"}
+    assert job_failed(obj("Job", "m", status={"succeeded": 1, "conditions": [done]})) is None
+
+
+# not_ready ----------------------------------------------------------------------------
+
+
+def test_not_ready_names_missing_and_unready_objects() -> None:
+    ready = deployment(1, ready=1, updated=1)
+    ready["metadata"]["name"] = "web"
+    waiting = deployment(3, ready=1, updated=3)
+    waiting["metadata"]["name"] = "api"
+    missing = obj("Service", "edge")
+    live = {key_of(ready): ready, key_of(waiting): waiting}
+    assert not_ready(live, [ready, waiting, missing]) == ["Deployment/api", "Service/edge"]
+    assert not_ready(live, [ready]) == []
