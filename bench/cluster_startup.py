@@ -76,7 +76,7 @@ def time_deployment_ready(api: client.ApiClient, timeout: float = 60.0) -> float
     apps.create_namespaced_deployment(namespace, deployment("web"))
     while time.monotonic() - started < timeout:
         status = apps.read_namespaced_deployment_status("web", namespace).status
-        if (status.ready_replicas or 0) >= REPLICAS:
+        if status is not None and (status.ready_replicas or 0) >= REPLICAS:
             elapsed = time.monotonic() - started
             core.delete_namespace(namespace)
             return elapsed
