@@ -7,152 +7,16 @@ process, exactly as a user starts it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes import client, config
 
-from phaseshift.api import GROUP, LABEL_RETAIN, PLURAL, VERSION, parse_plan
-from phaseshift.kube import Kube, keyed
-from phaseshift.lab.cluster import LocalCluster
+from phaseshift.api import GROUP, LABEL_RETAIN, PLURAL, VERSION
 from phaseshift.lab.prometheus import PrometheusServer
-from phaseshift.render import RenderContext, render_phase
-from phaseshift.render.credentials import PASSWORD_KEY, secret_name
-from phaseshift.render.scope import Scope
 
-from .exporter import SyntheticExporter
 from .operator_process import OperatorProcess
+from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
 
 pytestmark = pytest.mark.integration
-
-PLAN = "shop"
-USERS_FOR_PHASE = {1: 10, 2: 5_000, 3: 200_000, 4: 2_000_000}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: object = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def plan_body(prometheus_url: str, **policy: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ScalePlan",
-        "metadata": {"name": PLAN},
-        "spec": {
-            "metrics": {"prometheusUrl": prometheus_url},
-            "policy": {
-                "evaluationIntervalSeconds": 1,
-                "promotion": {"stabilizationSeconds": 2, "cooldownSeconds": 1},
-                "demotion": {"stabilizationSeconds": 3, "hysteresis": 0.3},
-                **policy,
-            },
-        },
-    }
-
-
-class World:
-    def __init__(self, api: client.ApiClient, namespace: str, exporter: SyntheticExporter) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.kube = Kube(api)
-        self.namespace = namespace
-        self.exporter = exporter
-
-    def create(self, body: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
-
-    def patch(self, body: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, PLAN, body
-        )
-
-    def plan(self) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, PLAN
-        )
-        return obj
-
-    def status(self) -> dict[str, Any]:
-        return self.plan().get("status") or {}
-
-    def users(self, n: float) -> None:
-        self.exporter.set_users(self.namespace, PLAN, n)
-
-    def wait_phase(self, phase: int, timeout: float = 120.0) -> dict[str, Any]:
-        def settled() -> dict[str, Any] | None:
-            status = self.status()
-            if status.get("phase") == phase and not status.get("transition"):
-                return status
-            return None
-
-        result: dict[str, Any] = wait_for(
-            settled, timeout, f"phase {phase}; status: {self.status()}"
-        )
-        return result
-
-    def condition(self, type_: str) -> dict[str, Any]:
-        for c in self.status().get("conditions", []):
-            if c["type"] == type_:
-                return dict(c)
-        return {}
-
-    def expected(self, phase: int) -> set[tuple[str, str, str]]:
-        plan = parse_plan(self.plan())
-        name = secret_name(Scope(plan, phase, RenderContext(db_password="")))
-        password = self.kube.read_secret_value(self.namespace, name, PASSWORD_KEY) or "unset"
-        colour = plan.status.live_colour or "blue"
-        objects = render_phase(plan, phase, RenderContext(db_password=password, live_colour=colour))
-        return {k for k, o in keyed(objects).items() if self.kube.served(o)}
-
-    def live(self) -> dict[tuple[str, str, str], Any]:
-        return keyed(self.kube.list_managed(self.namespace, PLAN))
-
-    def live_keys(self) -> set[tuple[str, str, str]]:
-        return set(self.live())
-
-    def events(self) -> list[str]:
-        events = client.CoreV1Api(self.kube.api).list_namespaced_event(
-            self.namespace, field_selector=f"involvedObject.name={PLAN}"
-        ).items
-        return [e.reason for e in events if e.involved_object.kind == "ScalePlan"]
-
-
-@pytest.fixture
-def exporter(prometheus: PrometheusServer) -> Iterator[SyntheticExporter]:
-    with SyntheticExporter() as exporter:
-        prometheus.add_target(f"exporter-{id(exporter)}", exporter.address)
-        yield exporter
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path)
-    process.start()
-    yield process
-    # Plans carry the operator's finalizer: delete them while the operator still runs.
-    custom = client.CustomObjectsApi(config.new_client_from_config(str(cluster.kubeconfig)))
-    custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-    wait_for(
-        lambda: (
-            not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-        ),
-        what="plans to be deleted",
-    )
-    process.stop()
-
-
-@pytest.fixture
-def world(
-    kube: client.ApiClient, namespace: str, scaleplan_crd: None, exporter: SyntheticExporter
-) -> World:
-    return World(kube, namespace, exporter)
 
 
 def test_climbs_through_every_phase_and_comes_back_down(
