@@ -15,9 +15,21 @@ from phaseshift.lab.prometheus import free_port
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, namespace: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log_dir: Path,
+        *,
+        lease_namespace: str | None = None,
+        clusterwide: bool = False,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
+        # The installed operator keeps its Lease in its own namespace, not the plan's.
+        self.lease_namespace = lease_namespace or namespace
+        # As installed by manifests/: watching every namespace rather than the test's own.
+        self.clusterwide = clusterwide
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
@@ -26,11 +38,12 @@ class OperatorProcess:
     def start(self) -> None:
         self.metrics_port, self.health_port = free_port(), free_port()
         log = (self.log_dir / f"operator-{time.monotonic_ns()}.log").open("wb")
+        scope = [] if self.clusterwide else ["--namespace", self.namespace]
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "phaseshift.cli", "run",
-                "--namespace", self.namespace,
-                "--lease-namespace", self.namespace,
+                *scope,
+                "--lease-namespace", self.lease_namespace,
                 "--metrics-port", str(self.metrics_port),
                 "--health-port", str(self.health_port),
             ],
