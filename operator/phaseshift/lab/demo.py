@@ -1,0 +1,295 @@
+"""`phaseshift demo`: the 0 -> 1M users journey on a local control plane.
+
+Real: the control plane (etcd, kube-apiserver, controllers, kwok nodes), the operator
+(`phaseshift run` as its own process), Prometheus. Modelled: the application's traffic
+(lab/traffic.py), because kwok's pods run no containers. Everything started here is
+stopped in `finally`, also on Ctrl-C, SIGTERM or failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import yaml
+from kubernetes import client, config
+
+from phaseshift.api import GROUP, PLURAL, VERSION
+from phaseshift.crd import crd_yaml
+from phaseshift.kube import Kube
+from phaseshift.lab import cluster as local_cluster
+from phaseshift.lab.exporter import TrafficExporter
+from phaseshift.lab.liveview import LiveView, Snapshot
+from phaseshift.lab.prometheus import PrometheusServer, free_port
+from phaseshift.lab.report import Move, Sample, summarise, write_chart, write_markdown
+from phaseshift.lab.scenario import (
+    PROFILES,
+    SHOP_PLAN,
+    Compression,
+    Profile,
+    demo_plan,
+    describe_compression,
+)
+from phaseshift.lab.traffic import CALIBRATION
+from phaseshift.planview import load_plan, render_file
+from phaseshift.render.totals import resource_totals
+
+NAMESPACE = "default"
+PLAN = "shop"
+SAMPLE_SECONDS = 0.5
+# After the day ends, the last demotions may still be on their way.
+SETTLE_SECONDS = 30.0
+
+
+def cluster_name(check: bool) -> str:
+    """`demo` for people; CI and tests name their own so they never meet a user's."""
+    return os.environ.get("PHASESHIFT_DEMO_CLUSTER") or ("demo-check" if check else "demo")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> None:
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args[:2])} failed: {result.stderr.strip()}")
+
+
+class Operator:
+    """`phaseshift run` as its own process, as a user starts it."""
+
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig, self.log = kubeconfig, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        health = free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "phaseshift.cli", "run",
+                "--namespace", NAMESPACE, "--lease-namespace", NAMESPACE,
+                "--metrics-port", str(free_port()), "--health-port", str(health),
+            ],
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the operator exited with {self.process.returncode}; see {self.log}"
+                )
+            try:
+                if httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the operator did not become healthy; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Observer:
+    """Reads what the view and the report need from the API server."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.kube = Kube(api)
+
+    def status(self) -> dict[str, Any]:
+        obj: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, PLAN)
+        return dict(obj.get("status") or {})
+
+    def events(self, limit: int = 5) -> list[str]:
+        items = self.core.list_namespaced_event(
+            NAMESPACE, field_selector=f"involvedObject.name={PLAN}"
+        ).items
+        items = [e for e in items if e.involved_object.kind == "ScalePlan"]
+        items.sort(
+            key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+        )
+        return [f"{e.reason}: {e.message}" for e in items[-limit:]]
+
+    def requests(self) -> tuple[int, int]:
+        return resource_totals(self.kube.list_managed(NAMESPACE, PLAN))
+
+
+def _moves(status: dict[str, Any], started: float, started_wall: float) -> list[Move]:
+    moves = []
+    for h in status.get("history") or []:
+        at = _epoch(h["at"]) - started_wall
+        if at >= 0:
+            moves.append(Move(at, h["from"], h["to"], float(h.get("durationSeconds", 0))))
+    return moves
+
+
+def _epoch(timestamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def run_day(
+    profile: Profile,
+    speed: float,
+    check: bool,
+    results: Path,
+    kubeconfig: Path,
+    prom: PrometheusServer,
+) -> int:
+    stack = ExitStack()
+    with stack:
+        results.mkdir(parents=True, exist_ok=True)
+        _kubectl(kubeconfig, "apply", "--server-side", "-f", "-", input=crd_yaml())
+        _kubectl(
+            kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+            f"crd/{PLURAL}.{GROUP}",
+        )  # fmt: skip
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        observer = Observer(api)
+
+        day_seconds = profile.seconds / speed
+        clock = {"start": time.monotonic()}
+
+        def users() -> float:
+            return profile.users(min(1.0, (time.monotonic() - clock["start"]) / day_seconds))
+
+        exporter = TrafficExporter(Kube(api), NAMESPACE, PLAN, users)
+        stack.callback(exporter.close)
+        prom.add_target("traffic-model", exporter.address)
+
+        operator = Operator(kubeconfig, results / "operator.log")
+        stack.callback(operator.stop)
+        operator.start()
+
+        compression = Compression.for_speed(profile, speed)
+        original = yaml.safe_load(SHOP_PLAN.read_text())
+        notes = [
+            f"profile {profile.name!r}: {profile.peak_users:,.0f} users at the peak, the day in "
+            f"{day_seconds:.0f} s of wall time (speed {speed:g})",
+            "examples/shop.yaml, with metrics.prometheusUrl set to the local Prometheus "
+            f"({prom.url}) and its windows compressed: "
+            + "; ".join(describe_compression(original, compression)),
+            "real: control plane (kwok nodes), the operator process, Prometheus; "
+            "modelled: the application's traffic (phaseshift/lab/traffic.py)",
+        ]
+        for note in notes:
+            print(note, flush=True)
+        body = demo_plan(prom.url, compression)
+        body["metadata"]["namespace"] = NAMESPACE
+        clock["start"] = time.monotonic()
+        started_wall = time.time()
+        observer.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+
+        samples: list[Sample] = []
+        view = stack.enter_context(LiveView(CALIBRATION.slo_p95_seconds, day_seconds))
+        status: dict[str, Any] = {}
+        end = day_seconds + SETTLE_SECONDS
+        while True:
+            elapsed = time.monotonic() - clock["start"]
+            status = observer.status()
+            traffic = exporter.latest
+            if traffic is None:
+                time.sleep(SAMPLE_SECONDS)
+                continue
+            transition = status.get("transition") or {}
+            steps = transition.get("steps") or []
+            index = int(transition.get("step", 0))
+            step = steps[index] if index < len(steps) else ""
+            cpu, memory = observer.requests()
+            phase = int(status.get("phase") or 1)
+            sample = Sample(
+                elapsed, traffic.users, traffic.rps, traffic.p95_seconds, traffic.error_rate,
+                phase, int(status.get("targetPhase") or phase), step, cpu, memory,
+            )  # fmt: skip
+            samples.append(sample)
+            view.update(Snapshot(sample, observer.events()))
+            settled = not transition and phase <= 2
+            if elapsed >= end or (elapsed >= day_seconds and settled):
+                break
+            time.sleep(SAMPLE_SECONDS)
+
+    moves = _moves(status, clock["start"], started_wall)
+    plan = load_plan(SHOP_PLAN)
+    summary = summarise(
+        samples,
+        moves,
+        day_seconds=day_seconds,
+        slo_seconds=CALIBRATION.slo_p95_seconds,
+        phase4=resource_totals(render_file(plan, 4)),
+    )
+    problems = summary.check(profile.peaks) if check else []
+    chart = results / "demo.png"
+    write_chart(samples, moves, CALIBRATION.slo_p95_seconds, chart)
+    write_markdown(summary, notes, chart, results / "demo.md", problems)
+    print("\nSummary")
+    for line in summary.lines():
+        print(f"  {line}")
+    print(f"report: {results / 'demo.md'} and {chart}")
+    for problem in problems:
+        print(f"check failed: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def demo_command(speed: float, profile: str, check: bool, results: Path) -> int:
+    if speed <= 0:
+        print("phaseshift demo: --speed must be positive", file=sys.stderr)
+        return 2
+    chosen = PROFILES.get("check" if check and profile == "day" else profile)
+    if chosen is None:
+        print(
+            f"phaseshift demo: no profile {profile!r}; choose from {', '.join(PROFILES)}",
+            file=sys.stderr,
+        )
+        return 2
+    name = cluster_name(check)
+    if local_cluster.LocalCluster(name).is_running():
+        print(
+            f"phaseshift demo: a cluster named {name!r} is already running (another demo?). "
+            f"Stop it with `phaseshift cluster down --name {name}`, then run the demo again.",
+            file=sys.stderr,
+        )
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        print(f"starting the local control plane {name!r} and Prometheus ...", flush=True)
+        started = local_cluster.up(name, nodes=3, with_prometheus=True)
+        prom = PrometheusServer(started.prometheus_dir)
+        return run_day(chosen, speed, check, results, started.kubeconfig, prom)
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    except (local_cluster.ClusterError, RuntimeError) as e:
+        print(f"phaseshift demo: {e}", file=sys.stderr)
+        return 1
+    finally:
+        local_cluster.down(name)
+        signal.signal(signal.SIGTERM, previous)
+        print(f"stopped cluster {name!r}, the operator and the traffic model", flush=True)
