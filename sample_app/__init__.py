@@ -6,8 +6,11 @@ the environment below; the same image serves every phase and role.
 
 Commands (`python -m sample_app ...`)
 -------------------------------------
-  serve [--port P]    HTTP service for APP_ROLE (the default command, unless worker)
+  serve [--port P]    HTTP service for APP_ROLE (the default command, unless worker
+                      or consumer)
   worker [--port P]   consume jobs from QUEUE_URL; /metrics on P
+  consume [--port P]  consume the events of KAFKA_BOOTSTRAP as a consumer group,
+                      committing after handling (at-least-once); /metrics on P
   migrate --from sqlite:///PATH --to postgresql://...  [--batch-size N] [--max-batches N]
                       copy, verify (counts, per-row merge, checksums); idempotent and
                       resumable; exit 0 verified, 1 mismatch, 3 stopped early, 4 unreachable
@@ -29,7 +32,8 @@ database gets 503.
 Environment
 -----------
   PHASESHIFT_PLAN      plan name; the `plan` label of every metric series
-  APP_ROLE             monolith (default) | user-service | data-service | gateway | worker
+  APP_ROLE             monolith (default) | user-service | data-service | gateway | worker |
+                       consumer
   DATABASE_URL         sqlite:///PATH (phase 1) or postgresql://user:pass@host:port/db
   READ_REPLICA_URLS    comma-separated postgresql:// URLs for reads (phase 2+); a user's
                        own reads stay on the primary for READ_YOUR_WRITES_SECONDS (5)
@@ -57,6 +61,7 @@ Metrics (every series labelled plan)
   queue_depth, queue_published_total, queue_publish_errors_total, queue_outbox_pending
   worker_jobs_total{outcome}, db_queries_total{target}, db_errors_total,
   events_published_total, events_publish_errors_total, gateway_upstream_errors_total{service}
+  events_consumed_total{type}, events_consume_errors_total, events_consumer_lag (consumer)
 
 Degradation: a cache outage sends reads to the database (cache_errors_total, cache_up 0);
 a queue outage holds jobs in memory and publishes them when the broker returns

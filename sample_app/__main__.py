@@ -1,7 +1,7 @@
-"""Command line: `python -m sample_app {serve,worker,migrate,loadgen}`.
+"""Command line: `python -m sample_app {serve,worker,consume,migrate,loadgen}`.
 
-With no command, the role in APP_ROLE decides: `worker` consumes jobs, every other
-role serves HTTP. That lets one image and one entrypoint serve every Deployment.
+With no command, the role in APP_ROLE decides: `worker` consumes jobs, `consumer`
+consumes events, every other role serves HTTP. That lets one image and one entrypoint serve every Deployment.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def serve(port: int | None, host: str) -> int:
     settings = _settings(port)
     if settings.role == "worker":
         return work(port)
+    if settings.role == "consumer":
+        return consume(port)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -48,6 +50,13 @@ def work(port: int | None) -> int:
     return 0
 
 
+def consume(port: int | None) -> int:
+    from .consumer import main
+
+    main(_settings(port))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sample_app", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -58,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="consume background jobs from QUEUE_URL")
     p.add_argument("--port", type=int, help="port of the worker's /metrics (overrides PORT)")
+
+    p = sub.add_parser("consume", help="consume the domain events from KAFKA_BOOTSTRAP")
+    p.add_argument("--port", type=int, help="port of the consumer's /metrics (overrides PORT)")
 
     p = sub.add_parser("migrate", help="copy a SQLite database into PostgreSQL and verify it")
     p.add_argument("--from", dest="source", required=True, help="sqlite:///PATH")
@@ -96,11 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command is None:
             role = os.environ.get("APP_ROLE", "monolith")
-            return work(None) if role == "worker" else serve(None, "0.0.0.0")
+            if role == "worker":
+                return work(None)
+            if role == "consumer":
+                return consume(None)
+            return serve(None, "0.0.0.0")
         if args.command == "serve":
             return serve(args.port, args.host)
         if args.command == "worker":
             return work(args.port)
+        if args.command == "consume":
+            return consume(args.port)
         if args.command == "migrate":
             from .migrate import run as migrate
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("monolith", "user-service", "data-service", "gateway", "worker")
+ROLES = ("monolith", "user-service", "data-service", "gateway", "worker", "consumer")
 DEFAULT_STATIC_DIR = Path(__file__).parent / "static"
 
 

@@ -135,6 +135,24 @@ class Metrics:
             ["plan"],
             registry=r,
         )
+        self.events_consumed = Counter(
+            "events_consumed",
+            "Events the consumer handled, by event type (invalid: could never be handled).",
+            ["plan", "type"],
+            registry=r,
+        )
+        self.event_consume_errors = Counter(
+            "events_consume_errors",
+            "Consumer failures to reach the stream or commit its offsets; each is retried.",
+            ["plan"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "events_consumer_lag",
+            "Events on the consumer's partitions not yet handled, as last observed.",
+            ["plan"],
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "gateway_upstream_errors",
             "Gateway calls to a service that failed.",

@@ -17,7 +17,9 @@ from phaseshift.render.scope import ANNOTATION_STATEFUL
 
 # Objects of these components carry the application itself; the rest are backing tiers
 # (databases, caches, queues, streams, edges) that must be up before the app points at them.
-APP_COMPONENTS = frozenset({"app", "config", "gateway", "user-service", "data-service", "worker"})
+APP_COMPONENTS = frozenset(
+    {"app", "config", "gateway", "user-service", "data-service", "worker", "consumer"}
+)
 
 Obj = Mapping[str, Any]
 Key = tuple[str, str, str]

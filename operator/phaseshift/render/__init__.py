@@ -14,6 +14,7 @@ from phaseshift.catalog import PHASES
 from phaseshift.render import (
     appconfig,
     cassandra,
+    consumer,
     edge,
     kafka,
     microservices,
@@ -52,6 +53,7 @@ _BUILDERS: tuple[Callable[[Scope], list[dict[str, Any]]], ...] = (
     monolith.objects,
     microservices.objects,
     worker.objects,
+    consumer.objects,
     edge.objects,
     monitoring.objects,
 )

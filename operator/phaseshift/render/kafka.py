@@ -25,6 +25,8 @@ SUFFIX = "kafka"
 PEERS = "kafka-hl"
 KAFKA_UID = 1000  # appuser of the apache/kafka image
 DATA = "/var/lib/kafka/data"
+# Partitions of an auto-created topic (the app's event topic): one per event consumer.
+PARTITIONS = 3
 
 
 def broker_hosts(scope: Scope) -> list[str]:
@@ -53,6 +55,7 @@ def _env(scope: Scope) -> list[dict[str, Any]]:
         "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
         "KAFKA_LOG_DIRS": DATA,
         "KAFKA_DEFAULT_REPLICATION_FACTOR": str(KAFKA_BROKERS),
+        "KAFKA_NUM_PARTITIONS": str(PARTITIONS),
         "KAFKA_MIN_INSYNC_REPLICAS": quorum,
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": str(KAFKA_BROKERS),
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": str(KAFKA_BROKERS),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from render_helpers import containers, env_of, find, names
 
+from phaseshift.transition import component_of, is_app
+
 
 def test_phase2_runs_a_single_redis_cache(render) -> None:
     objects = render(2)
@@ -65,3 +67,23 @@ def test_kafka_cluster_id_is_stable_for_a_plan_and_differs_between_plans(render,
 
     assert cluster_id("shop") == cluster_id("shop")
     assert cluster_id("shop") != cluster_id("blog")
+
+
+def test_phase4_runs_one_event_consumer_per_partition(render) -> None:
+    assert "shop-event-consumer" not in names(render(3), "Deployment")
+    objects = render(4)
+    deployment = find(objects, "Deployment", "shop-event-consumer")
+    kafka = env_of(containers(find(objects, "StatefulSet", "shop-kafka"))[0])
+    assert deployment["spec"]["replicas"] == int(kafka["KAFKA_NUM_PARTITIONS"]) == 3
+    template = deployment["spec"]["template"]
+    assert component_of(deployment) == "consumer" and is_app(deployment)
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    consumer = containers(deployment)[0]
+    assert consumer["command"] == ["python", "-m", "sample_app", "consume"]
+    assert env_of(consumer)["APP_ROLE"] == "consumer"
+    # KAFKA_BOOTSTRAP and DATABASE_URL come from the app's own ConfigMap and Secret.
+    worker = containers(find(objects, "Deployment", "shop-worker"))[0]
+    assert consumer["envFrom"] == worker["envFrom"]
+    assert consumer["securityContext"] == worker["securityContext"]
+    assert consumer["livenessProbe"]["httpGet"]["path"] == "/metrics"
+    assert "readinessProbe" not in consumer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from render_helpers import containers, find, names
+from render_helpers import containers, env_of, find, names
 
 from phaseshift.render.quantity import cpu_millicores, memory_bytes
 
@@ -116,10 +116,8 @@ def test_app_containers_are_probed_and_locked_down(render) -> None:
             assert security["allowPrivilegeEscalation"] is False
             assert security["capabilities"] == {"drop": ["ALL"]}
             assert security["seccompProfile"] == {"type": "RuntimeDefault"}
-            if (
-                "APP_ROLE" in {e["name"] for e in app["env"]}
-                and "worker" not in obj["metadata"]["name"]
-            ):
+            # Workers and event consumers serve only /metrics.
+            if env_of(app).get("APP_ROLE") not in (None, "worker", "consumer"):
                 assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
                 assert app["readinessProbe"]["httpGet"]["path"] == "/readyz"
 

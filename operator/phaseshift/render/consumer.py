@@ -1,0 +1,37 @@
+"""Consumers of the app's event stream (phase 4), the same image in the consumer role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phaseshift.render import kafka
+from phaseshift.render.scope import Scope
+from phaseshift.render.workload import app_container, app_deployment, rolling
+
+COMPONENT = "consumer"
+SUFFIX = "event-consumer"
+
+
+def objects(scope: Scope) -> list[dict[str, Any]]:
+    if scope.phase < 4:
+        return []
+    container = app_container(
+        scope,
+        role="consumer",
+        image=scope.image("app"),
+        command=["python", "-m", "sample_app", "consume"],
+        serves_http=False,
+    )
+    return [
+        app_deployment(
+            scope,
+            suffix=SUFFIX,
+            component=COMPONENT,
+            container=container,
+            # One consumer per partition: a group leaves any consumer beyond that idle.
+            replicas=kafka.PARTITIONS,
+            strategy=rolling(),
+            service=None,
+            spread=True,
+        )
+    ]
