@@ -29,7 +29,7 @@ from phaseshift.lab.prometheus import PrometheusServer
 
 from .exporter import SyntheticExporter
 from .operator_process import OperatorProcess
-from .test_operator import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
+from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +82,11 @@ def sa_kubeconfig(
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
     )
-    token = (
-        client.CoreV1Api(kube)
-        .create_namespaced_service_account_token(SERVICE_ACCOUNT, SYSTEM_NAMESPACE, request)
-        .status.token
+    issued = client.CoreV1Api(kube).create_namespaced_service_account_token(
+        SERVICE_ACCOUNT, SYSTEM_NAMESPACE, request
     )
+    assert issued.status is not None
+    token = issued.status.token
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     server = dict(admin["clusters"][0]["cluster"])
     for key in ("certificate-authority",):
@@ -166,25 +166,24 @@ def test_the_operator_promotes_as_its_service_account(
             expected, live = world.expected(2), world.live_keys()
             assert expected <= live, f"phase 2 is missing {expected - live}"
             assert world.condition("Ready")["status"] == "True"
-            # Both kinds of Event were posted (kube.py: events.k8s.io; kopf: core).
+            # Its Events were accepted (events.k8s.io, listed here through core v1).
             assert "TransitionComplete" in world.events()
             lease = client.CoordinationV1Api(kube).read_namespaced_lease(LEASE, SYSTEM_NAMESPACE)
-            assert lease.spec.holder_identity
+            assert lease.spec is not None and lease.spec.holder_identity
             # Deleting the plan needs the operator to remove its finalizer.
             world.custom.delete_namespaced_custom_object(GROUP, VERSION, granted, PLURAL, PLAN)
-            wait_for(
-                lambda: (
-                    not world.custom.list_namespaced_custom_object(GROUP, VERSION, granted, PLURAL)[
-                        "items"
-                    ]
-                ),
-                what="the plan to be deleted",
-            )
+            wait_for(lambda: not plans_in(world, granted), what="the plan to be deleted")
         finally:
             operator.stop()
     log = "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("operator-*.log"))
     refused = [line for line in log.splitlines() if "403" in line or "Forbidden" in line]
     assert not refused, "\n".join(refused[:20])
+
+
+def plans_in(world: World, namespace: str) -> list[Any]:
+    found = world.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    assert isinstance(found, dict)
+    return list(found["items"])
 
 
 def forbidden(call: Callable[[], object]) -> bool:
@@ -217,7 +216,7 @@ def elsewhere(kube: client.ApiClient) -> Iterator[str]:
 def test_the_service_account_is_refused_what_the_operator_never_does(
     kube: client.ApiClient, as_operator: client.ApiClient, granted: str, elsewhere: str
 ) -> None:
-    node = client.CoreV1Api(kube).list_node().items[0].metadata.name
+    node = str(client.CoreV1Api(kube).list_node().items[0].metadata.name)  # type: ignore[union-attr]
     rbac = client.RbacAuthorizationV1Api(as_operator)
     core = client.CoreV1Api(as_operator)
     coordination = client.CoordinationV1Api(as_operator)
