@@ -11,7 +11,9 @@ the operator issue side by side:
 1. decision latency: a plan at phase 1 (evaluation interval --interval, promotion window
    --window) sees its users cross the threshold at a known instant T; the figure is the
    moment status.targetPhase=2 is observed minus (T + window). Also given against the
-   instant Prometheus first scraped the crossing. Target: <= interval + 1 s.
+   instant Prometheus first scraped the crossing. Target: <= interval + 1 s. It may come
+   out slightly negative: the window is a subquery sampled at step-aligned instants (step
+   at most one interval), so it can close up to one step before T + window.
 2. the 1->2 transition that follows: status.history durationSeconds and the wall clock
    from targetPhase set to phase 2 settled. Target: < 15 s.
 3. write calls per steady tick: the delta of phaseshift_api_writes_total over
@@ -94,7 +96,7 @@ class Plans:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
 
     def status(self, name: str) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+        obj: Any = self.custom.get_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, name
         )
         return dict(obj.get("status") or {})
@@ -106,7 +108,7 @@ class Plans:
         return None
 
     def phases(self) -> list[int | None]:
-        items: dict[str, Any] = self.custom.list_namespaced_custom_object(
+        items: Any = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL
         )
         return [(i.get("status") or {}).get("phase") for i in items["items"]]
