@@ -62,6 +62,18 @@ LOW_USERS, HIGH_USERS = 10, 5_000  # either side of phase 1's default threshold 
 T = TypeVar("T")
 
 
+def down(name: str) -> None:
+    """`cluster.down`, then stop whatever it left running.
+
+    `kwokctl delete cluster` removes the cluster directory, PID files included, before
+    `down` reads them, so the volume provisioner outlives `down`; its PID is read first.
+    """
+    pids = local_cluster.LocalCluster(name).pids()
+    local_cluster.down(name)
+    for pid in pids:
+        local_cluster._terminate(pid)
+
+
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, poll: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -348,7 +360,7 @@ def main() -> None:
                 report(args, api, cluster.kubeconfig, exporter, prometheus, tmp_dir)
         finally:
             prometheus.stop()
-            local_cluster.down(args.name)
+            down(args.name)
 
 
 def report(
