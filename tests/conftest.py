@@ -53,7 +53,9 @@ def kube(cluster: local_cluster.LocalCluster) -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def kubectl(cluster: local_cluster.LocalCluster) -> Kubectl:
-    def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
             input=input,

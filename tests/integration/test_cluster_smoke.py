@@ -35,7 +35,9 @@ def test_deployment_reaches_three_ready_pods(kube: client.ApiClient, namespace: 
                 selector=client.V1LabelSelector(match_labels=labels),
                 template=client.V1PodTemplateSpec(
                     metadata=client.V1ObjectMeta(labels=labels),
-                    spec=client.V1PodSpec(containers=[client.V1Container(name="web", image="nginx")]),
+                    spec=client.V1PodSpec(
+                        containers=[client.V1Container(name="web", image="nginx")]
+                    ),
                 ),
             ),
         ),
@@ -49,7 +51,9 @@ def test_deployment_reaches_three_ready_pods(kube: client.ApiClient, namespace: 
     pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector="app=web").items
     assert len(pods) == 3
     assert all(p.status.phase == "Running" for p in pods)
-    assert {p.spec.node_name for p in pods} <= {n.metadata.name for n in client.CoreV1Api(kube).list_node().items}
+    assert {p.spec.node_name for p in pods} <= {
+        n.metadata.name for n in client.CoreV1Api(kube).list_node().items
+    }
 
 
 def test_deleting_an_owner_collects_its_dependents(kube: client.ApiClient, namespace: str) -> None:
@@ -85,19 +89,29 @@ def test_serviceaccount_token_is_limited_to_its_role(
         namespace,
         client.V1Role(
             metadata=client.V1ObjectMeta(name="configmap-reader"),
-            rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])],
+            rules=[
+                client.V1PolicyRule(
+                    api_groups=[""], resources=["configmaps"], verbs=["get", "list"]
+                )
+            ],
         ),
     )
     rbac.create_namespaced_role_binding(
         namespace,
         client.V1RoleBinding(
             metadata=client.V1ObjectMeta(name="reader"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="configmap-reader"),
-            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)],
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="configmap-reader"
+            ),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)
+            ],
         ),
     )
     token = core.create_namespaced_service_account_token(
-        "reader", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+        "reader",
+        namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
     ).status.token
 
     configuration = client.Configuration()
@@ -126,7 +140,9 @@ def test_job_completes(kube: client.ApiClient, namespace: str) -> None:
                 template=client.V1PodTemplateSpec(
                     spec=client.V1PodSpec(
                         restart_policy="Never",
-                        containers=[client.V1Container(name="once", image="busybox", command=["true"])],
+                        containers=[
+                            client.V1Container(name="once", image="busybox", command=["true"])
+                        ],
                     )
                 ),
             ),

@@ -41,7 +41,9 @@ def query(prometheus: PrometheusServer, promql: str) -> list[dict[str, object]]:
     return result
 
 
-def test_added_target_is_scraped_and_survives_restart(prometheus: PrometheusServer, exporter: str) -> None:
+def test_added_target_is_scraped_and_survives_restart(
+    prometheus: PrometheusServer, exporter: str
+) -> None:
     prometheus.add_target("fixture-check", exporter, {"namespace": "ns1"})
     result = query(prometheus, 'demo_value{job="fixture-check"}')
     assert result and result[0]["value"][1] == "42"  # type: ignore[index]

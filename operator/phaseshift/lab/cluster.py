@@ -203,9 +203,11 @@ def down(name: str = "phaseshift") -> bool:
     if not cluster.exists():
         return False
     PrometheusServer(cluster.prometheus_dir).stop()
+    # Read the PID files first: kwokctl removes the cluster's directory with them.
+    pids = cluster.pids()
     if not binaries.missing():
         _kwokctl(binaries.bin_dir(), "delete", "cluster", "--name", name, check=False)
-    for pid in cluster.pids():  # whatever kwokctl could not stop
+    for pid in pids:  # ours (the provisioner) and whatever kwokctl could not stop
         _terminate(pid)
     shutil.rmtree(cluster.directory, ignore_errors=True)
     return True
