@@ -216,6 +216,8 @@ def run_day(
             elapsed = time.monotonic() - clock["start"]
             status = observer.status()
             traffic = exporter.latest
+            if not exporter.alive():
+                raise RuntimeError("the traffic model stopped; see the traceback above")
             if traffic is None:
                 time.sleep(SAMPLE_SECONDS)
                 continue

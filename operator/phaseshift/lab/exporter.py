@@ -133,6 +133,9 @@ class TrafficExporter:
             self.step(now - last)
             last = now
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)

@@ -125,8 +125,11 @@ def erlang_c(servers: int, offered: float) -> float:
 
 def _queue(arrivals: float, servers: float, per_server: float, cal: Calibration) -> _Stage:
     """One tier: M/M/c with fractional servers rounded up (a partial core still serves)."""
-    c = max(1, math.ceil(servers - 1e-9))
     capacity = servers * per_server
+    if capacity <= 0:
+        # Nothing serves (no Ready pod, e.g. mid-switch): every request fails at the timeout.
+        return _Stage(cal.timeout_seconds, cal.timeout_seconds, 1.0 if arrivals > 0 else 0.0)
+    c = max(1, math.ceil(servers - 1e-9))
     shed = 0.0
     if arrivals >= capacity * 0.98:
         # Past saturation the queue is as long as clients tolerate; the excess is shed.
@@ -239,7 +242,7 @@ def model(
         error_rate=error_rate,
         p50_seconds=_quantile(0.5, classes, cal),
         p95_seconds=_quantile(0.95, classes, cal),
-        app_utilization=app_arrivals / (cores * per_core),
+        app_utilization=app_arrivals / (cores * per_core) if cores > 0 else math.inf,
         db_utilization=db_arrivals / (db_servers * db_rate),
         app_cores_used=cores,
         buckets=tuple((le, _mixture_cdf(le, classes, cal)) for le in buckets),
