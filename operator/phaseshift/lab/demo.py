@@ -8,6 +8,7 @@ stopped in `finally`, also on Ctrl-C, SIGTERM or failure.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -141,19 +142,32 @@ class Observer:
         return resource_totals(self.kube.list_managed(NAMESPACE, PLAN))
 
 
-def _moves(status: dict[str, Any], started: float, started_wall: float) -> list[Move]:
-    moves = []
+def _moves(samples: list[Sample], status: dict[str, Any]) -> list[Move]:
+    """Transitions where the sampled phase changed; durations from status.history."""
+    durations: dict[tuple[int, int], list[float]] = {}
     for h in status.get("history") or []:
-        at = _epoch(h["at"]) - started_wall
-        if at >= 0:
-            moves.append(Move(at, h["from"], h["to"], float(h.get("durationSeconds", 0))))
+        durations.setdefault((h["from"], h["to"]), []).append(float(h.get("durationSeconds", 0)))
+    moves = []
+    for a, b in itertools.pairwise(samples):
+        if a.phase != b.phase:
+            known = durations.get((a.phase, b.phase)) or [0.0]
+            moves.append(Move(b.seconds, a.phase, b.phase, known.pop(0)))
     return moves
 
 
-def _epoch(timestamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+def _wait_serving(observer: Observer, exporter: TrafficExporter, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = observer.status()
+        traffic = exporter.latest
+        if status.get("phase") == 1 and traffic is not None and traffic.error_rate == 0:
+            return
+        if not exporter.alive():
+            raise RuntimeError("the traffic model stopped; see the traceback above")
+        time.sleep(SAMPLE_SECONDS)
+    raise RuntimeError(
+        f"phase 1 did not start serving in {timeout:.0f}s; status: {observer.status()}"
+    )
 
 
 def run_day(
@@ -179,7 +193,8 @@ def run_day(
         clock = {"start": time.monotonic()}
 
         def users() -> float:
-            return profile.users(min(1.0, (time.monotonic() - clock["start"]) / day_seconds))
+            elapsed = max(0.0, time.monotonic() - clock["start"])
+            return profile.users(min(1.0, elapsed / day_seconds))
 
         exporter = TrafficExporter(Kube(api), NAMESPACE, PLAN, users)
         stack.callback(exporter.close)
@@ -204,9 +219,11 @@ def run_day(
             print(note, flush=True)
         body = demo_plan(prom.url, compression)
         body["metadata"]["namespace"] = NAMESPACE
-        clock["start"] = time.monotonic()
-        started_wall = time.time()
         observer.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+        # The day begins once phase 1 serves: the first deploy is not part of it.
+        clock["start"] = float("inf")
+        _wait_serving(observer, exporter)
+        clock["start"] = time.monotonic()
 
         samples: list[Sample] = []
         view = stack.enter_context(LiveView(CALIBRATION.slo_p95_seconds, day_seconds))
@@ -238,15 +255,18 @@ def run_day(
                 break
             time.sleep(SAMPLE_SECONDS)
 
-    moves = _moves(status, clock["start"], started_wall)
+    moves = _moves(samples, status)
     plan = load_plan(SHOP_PLAN)
     summary = summarise(
-        samples,
+        [s for s in samples if s.seconds <= day_seconds] or samples,
         moves,
         day_seconds=day_seconds,
         slo_seconds=CALIBRATION.slo_p95_seconds,
         phase4=resource_totals(render_file(plan, 4)),
     )
+    # The settling after the day still counts for where the plan went and ended.
+    summary.peak_phase = max(s.phase for s in samples)
+    summary.final_phase = samples[-1].phase
     problems = summary.check(profile.peaks) if check else []
     chart = results / "demo.png"
     write_chart(samples, moves, CALIBRATION.slo_p95_seconds, chart)
