@@ -311,7 +311,14 @@ def demo_command(speed: float, profile: str, check: bool, results: Path) -> int:
     except (local_cluster.ClusterError, RuntimeError) as e:
         print(f"phaseshift demo: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # any failure still reaches the cleanup below
+        print(f"phaseshift demo failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the cleanup short.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         local_cluster.down(name)
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         print(f"stopped cluster {name!r}, the operator and the traffic model", flush=True)
