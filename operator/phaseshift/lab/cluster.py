@@ -132,6 +132,19 @@ def _wait_default_serviceaccount(cluster: LocalCluster, timeout: float) -> None:
     raise ClusterError(f"the ServiceAccount controller of {cluster.name!r} did not start")
 
 
+def _write_kwokctl_config(cluster: LocalCluster) -> Path:
+    # Every component listens on loopback only; kwokctl's default is all interfaces.
+    path = kwok_workdir() / f"{cluster.name}-kwokctl.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "kind": "KwokctlConfiguration",
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "options": {"bindAddress": "127.0.0.1"},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def _start_provisioner(cluster: LocalCluster) -> None:
     cluster.own_pids_dir.mkdir(parents=True, exist_ok=True)
     log = (cluster.directory / "provisioner.log").open("ab")
@@ -172,6 +185,7 @@ def up(
     args = [
         "create", "cluster", "--name", name, "--runtime", "binary",
         "--secure-port=true", "--kube-authorization=true", "--kube-admission=true",
+        "--config", str(_write_kwokctl_config(cluster)),
         "--kubeconfig", "", "--wait", f"{int(timeout)}s", "--quiet-pull",
         "--disable-qps-limits",
         f"--etcd-binary={bin_dir / 'etcd'}",
@@ -210,6 +224,7 @@ def down(name: str = "phaseshift") -> bool:
     for pid in pids:  # ours (the provisioner) and whatever kwokctl could not stop
         _terminate(pid)
     shutil.rmtree(cluster.directory, ignore_errors=True)
+    (kwok_workdir() / f"{name}-kwokctl.yaml").unlink(missing_ok=True)
     return True
 
 
