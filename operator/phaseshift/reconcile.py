@@ -209,13 +209,16 @@ class Reconciler:
                 return "waiting", f"data migration Job {job['metadata']['name']} is running"
             return "done", "data migrated and verified (row counts and checksums)"
         if step is Step.SWITCH_APP:
-            written = self._apply_all(plan, target, force=True)
+            written = self._apply_all(plan, transition.switch_set(target), force=True)
             return "done", f"switched the app to phase {move.to} ({written} objects changed)"
         if step is Step.VERIFY:
-            waiting = transition.not_ready(self._live(plan), target)
+            waiting = transition.not_ready(self._live(plan), transition.switch_set(target))
             if waiting:
                 return "waiting", f"waiting for {', '.join(waiting[:5])}"
             return "done", f"every workload of phase {move.to} is Ready"
+        if step is Step.ROUTE:
+            written = self._apply_all(plan, target, force=True)
+            return "done", f"routed traffic to phase {move.to} ({written} objects changed)"
         delete, retain = transition.retire_set(self._live(plan).values(), target)
         for obj in delete:
             self.kube.delete(obj, ns)

@@ -31,6 +31,7 @@ class Step(StrEnum):
     MIGRATE_DATA = "MigrateData"
     SWITCH_APP = "SwitchApp"
     VERIFY = "Verify"
+    ROUTE = "Route"
     RETIRE = "Retire"
 
 
@@ -51,7 +52,7 @@ def plan_steps(current: int, target: int) -> list[Step]:
     steps = [Step.PROVISION, Step.WAIT_READY]
     if target > current and database_tier(current) != database_tier(target):
         steps.append(Step.MIGRATE_DATA)
-    steps += [Step.SWITCH_APP, Step.VERIFY, Step.RETIRE]
+    steps += [Step.SWITCH_APP, Step.VERIFY, Step.ROUTE, Step.RETIRE]
     return steps
 
 
@@ -80,6 +81,12 @@ def is_stateful(obj: Obj) -> bool:
 def provision_set(target_objects: Sequence[Obj]) -> list[Obj]:
     """What the Provision step applies: the backing tiers of the target phase."""
     return [o for o in target_objects if not is_app(o)]
+
+
+def switch_set(target_objects: Sequence[Obj]) -> list[Obj]:
+    """What SwitchApp applies: everything but the app's Services, which Route flips only
+    once the new workloads are Ready, so traffic never reaches a colour that is not."""
+    return [o for o in target_objects if not (is_app(o) and o.get("kind") == "Service")]
 
 
 def retire_set(live: Iterable[Obj], target_objects: Sequence[Obj]) -> tuple[list[Obj], list[Obj]]:

@@ -17,6 +17,7 @@ from phaseshift.transition import (
     plan_steps,
     provision_set,
     retire_set,
+    switch_set,
     workload_ready,
 )
 
@@ -70,6 +71,7 @@ def test_moving_up_from_phase_1_migrates_the_data() -> None:
         Step.MIGRATE_DATA,
         Step.SWITCH_APP,
         Step.VERIFY,
+        Step.ROUTE,
         Step.RETIRE,
     ]
 
@@ -80,7 +82,36 @@ def test_no_other_move_migrates_data(current: int, target: int) -> None:
     # down never copies data: the stateful tiers are retained instead.
     steps = plan_steps(current, target)
     assert Step.MIGRATE_DATA not in steps
-    assert steps == [Step.PROVISION, Step.WAIT_READY, Step.SWITCH_APP, Step.VERIFY, Step.RETIRE]
+    assert steps == [
+        Step.PROVISION,
+        Step.WAIT_READY,
+        Step.SWITCH_APP,
+        Step.VERIFY,
+        Step.ROUTE,
+        Step.RETIRE,
+    ]
+
+
+def test_app_services_are_routed_only_after_the_new_workloads_are_verified() -> None:
+    steps = plan_steps(1, 2)
+    assert steps.index(Step.SWITCH_APP) < steps.index(Step.VERIFY) < steps.index(Step.ROUTE)
+    app_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "shop-app", "labels": {LABEL_COMPONENT: "app"}},
+    }
+    app_deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop-app-blue", "labels": {LABEL_COMPONENT: "app"}},
+    }
+    database_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "shop-postgres-rw", "labels": {LABEL_COMPONENT: "database"}},
+    }
+    switched = switch_set([app_service, app_deployment, database_service])
+    assert switched == [app_deployment, database_service]
 
 
 def test_every_plan_provisions_first_and_retires_last() -> None:
