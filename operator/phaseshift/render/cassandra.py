@@ -16,12 +16,11 @@ from phaseshift.render.pods import (
     pod_security,
     pod_template,
     resources,
-    retain_claims,
     tcp_probe,
-    volume_claim_template,
 )
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
+from phaseshift.render.statefulset import data_statefulset
 
 COMPONENT = "nosql"
 SUFFIX = "cassandra"
@@ -61,29 +60,25 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "terminationGracePeriodSeconds": 120,
         "containers": [cassandra],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": scope.metadata(SUFFIX, COMPONENT, stateful=True),
-        "spec": {
-            "replicas": CASSANDRA_NODES,
-            "serviceName": peers,
-            # Cassandra bootstraps one node at a time into the ring.
-            "podManagementPolicy": "OrderedReady",
-            "selector": {"matchLabels": scope.selector(SUFFIX)},
-            "persistentVolumeClaimRetentionPolicy": retain_claims(),
-            # Cassandra exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
-            "template": pod_template(
-                scope,
-                workload=SUFFIX,
-                component=COMPONENT,
-                spec=spec,
-                metrics_port=None,
-                meshed=False,
-            ),
-            "volumeClaimTemplates": [volume_claim_template(STORAGE["cassandra"])],
-        },
-    }
+    # Cassandra exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
+    return data_statefulset(
+        scope,
+        suffix=SUFFIX,
+        component=COMPONENT,
+        replicas=CASSANDRA_NODES,
+        service_name=peers,
+        # Cassandra bootstraps one node at a time into the ring.
+        pod_management="OrderedReady",
+        template=pod_template(
+            scope,
+            workload=SUFFIX,
+            component=COMPONENT,
+            spec=spec,
+            metrics_port=None,
+            meshed=False,
+        ),
+        storage=STORAGE["cassandra"],
+    )
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:

@@ -13,12 +13,11 @@ from phaseshift.render.pods import (
     pod_security,
     pod_template,
     resources,
-    retain_claims,
     tcp_probe,
-    volume_claim_template,
 )
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
+from phaseshift.render.statefulset import data_statefulset
 
 COMPONENT = "stream"
 SUFFIX = "kafka"
@@ -92,29 +91,25 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "terminationGracePeriodSeconds": 120,
         "containers": [kafka],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": scope.metadata(SUFFIX, COMPONENT, stateful=True),
-        "spec": {
-            "replicas": KAFKA_BROKERS,
-            "serviceName": scope.name(PEERS),
-            # A KRaft quorum needs a majority up to elect a leader: start all together.
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": scope.selector(SUFFIX)},
-            "persistentVolumeClaimRetentionPolicy": retain_claims(),
-            # Kafka exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
-            "template": pod_template(
-                scope,
-                workload=SUFFIX,
-                component=COMPONENT,
-                spec=spec,
-                metrics_port=None,
-                meshed=False,
-            ),
-            "volumeClaimTemplates": [volume_claim_template(STORAGE["kafka"])],
-        },
-    }
+    # Kafka exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
+    return data_statefulset(
+        scope,
+        suffix=SUFFIX,
+        component=COMPONENT,
+        replicas=KAFKA_BROKERS,
+        service_name=scope.name(PEERS),
+        # A KRaft quorum needs a majority up to elect a leader: start all together.
+        pod_management="Parallel",
+        template=pod_template(
+            scope,
+            workload=SUFFIX,
+            component=COMPONENT,
+            spec=spec,
+            metrics_port=None,
+            meshed=False,
+        ),
+        storage=STORAGE["kafka"],
+    )
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:

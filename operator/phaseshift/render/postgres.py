@@ -19,12 +19,11 @@ from phaseshift.render.pods import (
     pod_security,
     pod_template,
     resources,
-    retain_claims,
-    volume_claim_template,
 )
 from phaseshift.render.scope import LABEL_SERVICE, Scope
 from phaseshift.render.service import port, service
 from phaseshift.render.sizing import read_replicas, shards
+from phaseshift.render.statefulset import data_statefulset
 
 COMPONENT = "database"
 PRIMARY = "postgres"
@@ -146,7 +145,6 @@ def _clone_container(scope: Scope) -> dict[str, Any]:
 def _statefulset(
     scope: Scope, suffix: str, replicas: int, *, clone: bool, governing: str
 ) -> dict[str, Any]:
-    selector = scope.selector(suffix)
     spec: dict[str, Any] = {
         "securityContext": pod_security(POSTGRES_UID),
         "automountServiceAccountToken": False,
@@ -172,21 +170,17 @@ def _statefulset(
         meshed=False,
         extra_labels={LABEL_SERVICE: "postgres"} if governing == PEERS else None,
     )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": scope.metadata(suffix, COMPONENT, stateful=True),
-        "spec": {
-            "replicas": replicas,
-            "serviceName": scope.name(governing),
-            "selector": {"matchLabels": selector},
-            "podManagementPolicy": "Parallel" if suffix == SHARD else "OrderedReady",
-            "updateStrategy": {"type": "RollingUpdate"},
-            "persistentVolumeClaimRetentionPolicy": retain_claims(),
-            "template": template,
-            "volumeClaimTemplates": [volume_claim_template(STORAGE["postgres"])],
-        },
-    }
+    return data_statefulset(
+        scope,
+        suffix=suffix,
+        component=COMPONENT,
+        replicas=replicas,
+        service_name=scope.name(governing),
+        # Shards are independent primaries; a primary and its replicas start in order.
+        pod_management="Parallel" if suffix == SHARD else "OrderedReady",
+        template=template,
+        storage=STORAGE["postgres"],
+    )
 
 
 def _init_configmap(scope: Scope) -> dict[str, Any]:

@@ -18,11 +18,10 @@ from phaseshift.render.pods import (
     pod_security,
     pod_template,
     resources,
-    retain_claims,
-    volume_claim_template,
 )
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
+from phaseshift.render.statefulset import data_statefulset
 
 COMPONENT = "queue"
 SUFFIX = "rabbitmq"
@@ -136,28 +135,24 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             },
         ],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": scope.metadata(SUFFIX, COMPONENT, stateful=True),
-        "spec": {
-            "replicas": RABBITMQ_NODES,
-            "serviceName": scope.name(PEERS),
-            # Nodes that restart together wait for each other; OrderedReady would deadlock.
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": scope.selector(SUFFIX)},
-            "persistentVolumeClaimRetentionPolicy": retain_claims(),
-            "template": pod_template(
-                scope,
-                workload=SUFFIX,
-                component=COMPONENT,
-                spec=spec,
-                metrics_port=METRICS_PORT,
-                meshed=False,
-            ),
-            "volumeClaimTemplates": [volume_claim_template(STORAGE["rabbitmq"])],
-        },
-    }
+    return data_statefulset(
+        scope,
+        suffix=SUFFIX,
+        component=COMPONENT,
+        replicas=RABBITMQ_NODES,
+        service_name=scope.name(PEERS),
+        # Nodes that restart together wait for each other; OrderedReady would deadlock.
+        pod_management="Parallel",
+        template=pod_template(
+            scope,
+            workload=SUFFIX,
+            component=COMPONENT,
+            spec=spec,
+            metrics_port=METRICS_PORT,
+            meshed=False,
+        ),
+        storage=STORAGE["rabbitmq"],
+    )
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
