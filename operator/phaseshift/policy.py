@@ -9,7 +9,9 @@ The rules, in the order they are applied:
    the user's explicit instruction. It needs no signals, so it also acts during a metrics
    outage.
 4. No signals at all for the plan: hold (MetricsUnavailable).
-5. Inside `cooldownSeconds` after the last transition finished: hold (Cooldown).
+5. Inside `cooldownSeconds` after the last transition finished, or after a transition
+   failed (Degraded=True since then): hold (Cooldown), so a step that cannot succeed is
+   not retried on every tick.
 6. Promote one phase when any threshold of the current phase has held for the whole
    promotion window (its window minimum is at or above it, the window covered by data), or
    is predicted to be reached within `leadSeconds` by a signal already above its demotion
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from phaseshift.api import ANNOTATION_APPROVE, MIN_PHASE, ScalePlan
+from phaseshift.api import ANNOTATION_APPROVE, MIN_PHASE, ConditionType, ScalePlan
 from phaseshift.signals import PlanSignals, SignalReading
 
 
@@ -223,11 +225,15 @@ def _describe_missing(missing: list[str], signals: PlanSignals, staleness: int) 
 
 
 def _cooldown_left(plan: ScalePlan, now: datetime) -> float:
-    history = plan.status.history
-    if not history:
+    status = plan.status
+    attempts = [entry.at for entry in status.history[-1:]]
+    degraded = status.condition(ConditionType.DEGRADED)
+    if degraded is not None and degraded.status == "True":
+        attempts.append(degraded.last_transition_time)
+    if not attempts:
         return 0.0
     cooldown = plan.spec.policy.promotion.cooldown_seconds
-    return cooldown - (now - history[-1].at).total_seconds()
+    return cooldown - (now - max(attempts)).total_seconds()
 
 
 def _gate_on_approval(decision: Decision, plan: ScalePlan) -> Decision:

@@ -111,14 +111,7 @@ class Reconciler:
             )
             kind = "Warning" if decision.reason == "MetricsUnavailable" else "Normal"
             self._event(plan, kind, f"Decision{decision.reason}", decision.message)
-        degraded = status.condition(ConditionType.DEGRADED)
-        backing_off = (
-            degraded is not None
-            and degraded.status == "True"
-            and (now - degraded.last_transition_time).total_seconds()
-            < plan.spec.policy.promotion.cooldown_seconds
-        )
-        if decision.moves and not backing_off:
+        if decision.moves:
             steps = transition.plan_steps(status.phase, decision.target_phase)
             status.transition = Transition(
                 from_=status.phase,

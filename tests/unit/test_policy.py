@@ -10,7 +10,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phaseshift.api import ANNOTATION_APPROVE, HistoryEntry, ScalePlan, Transition, parse_plan
+from phaseshift.api import (
+    ANNOTATION_APPROVE,
+    Condition,
+    HistoryEntry,
+    ScalePlan,
+    Transition,
+    parse_plan,
+)
 from phaseshift.policy import Decision, Reason, decide
 from phaseshift.signals import PlanSignals, SignalReading
 
@@ -222,6 +229,20 @@ def test_no_transition_inside_the_cooldown() -> None:
         snapshot(after, activeUsers=steady(500_000)), make_plan(2, history=recent), after
     )
     assert (later.target_phase, later.reason) == (3, Reason.PROMOTE)
+
+
+def test_a_failed_transition_starts_the_cooldown_too() -> None:
+    plan = make_plan(1)
+    failed_at = NOW - timedelta(seconds=100)
+    degraded = Condition(
+        type="Degraded", status="True", reason="StepFailed", last_transition_time=failed_at
+    )
+    plan.status.conditions = [degraded]
+    d = decide(users(5_000), plan, NOW)
+    assert (d.target_phase, d.reason, d.moves) == (1, Reason.COOLDOWN, False)
+    after = NOW + timedelta(seconds=200)
+    retry = decide(snapshot(after, activeUsers=steady(5_000)), plan, after)
+    assert (retry.target_phase, retry.reason) == (2, Reason.PROMOTE)
 
 
 def test_a_phase_outside_the_range_moves_one_step_back_even_inside_the_cooldown() -> None:
