@@ -18,9 +18,8 @@ from typing import Any
 
 from kubernetes.dynamic.exceptions import DynamicApiError
 
-from phaseshift import policy, transition
+from phaseshift import conditions, policy, transition
 from phaseshift.api import (
-    Condition,
     ConditionStatus,
     ConditionType,
     HistoryEntry,
@@ -30,7 +29,6 @@ from phaseshift.api import (
     Transition,
     parse_plan,
     record_history,
-    set_condition,
 )
 from phaseshift.api import Decision as RecordedDecision
 from phaseshift.kube import Kube, api_message, keyed, permanent
@@ -275,43 +273,8 @@ class Reconciler:
         return plan.metadata.uid or f"{plan.namespace}/{plan.name}"
 
     def _conditions(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
-        moving = status.transition is not None
-        if not moving:
-            self._set(status, ConditionType.TRANSITIONING, "False", "Steady", "", now, plan)
-        degraded = status.condition(ConditionType.DEGRADED)
-        if degraded is None:
-            self._set(status, ConditionType.DEGRADED, "False", "AsExpected", "", now, plan)
-            degraded = status.condition(ConditionType.DEGRADED)
-        decision = status.last_decision
-        unavailable = decision is not None and decision.reason == "MetricsUnavailable"
-        self._set(
-            status,
-            ConditionType.METRICS_AVAILABLE,
-            "False" if unavailable else "True",
-            "MetricsUnavailable" if unavailable else "SignalsRead",
-            decision.message if unavailable and decision else "",
-            now,
-            plan,
-        )
-        awaiting = decision is not None and decision.reason == "AwaitingApproval"
-        self._set(
-            status,
-            ConditionType.AWAITING_APPROVAL,
-            "True" if awaiting else "False",
-            "AwaitingApproval" if awaiting else "NotRequired",
-            decision.message if awaiting and decision else "",
-            now,
-            plan,
-        )
-        ready: tuple[ConditionStatus, str, str]
-        if moving:
-            ready = ("False", "Transitioning", f"moving to phase {status.target_phase}")
-        elif degraded is not None and degraded.status == "True":
-            ready = ("False", "Degraded", degraded.message)
-        else:
-            ready = ("True", "PhaseApplied", f"running phase {status.phase}")
-        value, reason, message = ready
-        self._set(status, ConditionType.READY, value, reason, message, now, plan)
+        for type_, verdict in conditions.derived(status).items():
+            self._set(status, type_, *verdict, now, plan)
         self.metrics.phase.labels(plan.namespace, plan.name).set(status.phase or 0)
 
     @staticmethod
@@ -324,16 +287,8 @@ class Reconciler:
         now: datetime,
         plan: ScalePlan,
     ) -> None:
-        status.conditions = set_condition(
-            status.conditions,
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message[:1024],
-                last_transition_time=now,
-                observed_generation=plan.metadata.generation,
-            ),
+        status.conditions = conditions.with_condition(
+            status.conditions, type_, (value, reason, message), now, plan.metadata.generation
         )
 
     def _write_status(self, plan: ScalePlan, status: ScalePlanStatus) -> None:
