@@ -64,7 +64,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 def need(binary: str | Path) -> str:
     path = shutil.which(str(binary))
     if path is None:
-        pytest.skip(f"{binary} is not installed on this machine (apt-get install it)")
+        # .ci/run installs every server these tests use: a missing one is a setup defect.
+        pytest.fail(f"{binary} is not installed on this machine (apt-get install it)")
     return path
 
 
@@ -235,7 +236,7 @@ def stop_pg_cluster(cluster: PgCluster) -> None:
 def pg_cluster() -> Iterator[PgCluster]:
     for tool in ("initdb", "postgres", "pg_basebackup"):
         if not (PG_BIN / tool).exists():
-            pytest.skip(f"{PG_BIN / tool} missing: apt-get install postgresql")
+            pytest.fail(f"{PG_BIN / tool} missing: apt-get install postgresql")
     cluster = start_pg_cluster()
     yield cluster
     stop_pg_cluster(cluster)
@@ -459,7 +460,7 @@ class RabbitMQ:
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[RabbitMQ]:
     if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
-        pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+        pytest.fail("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
     root = owned_tempdir("phaseshift-rabbit-", "rabbitmq")
     os.chmod(root, 0o755)
     port = free_port()
