@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from phaseshift.lab.cluster import LocalCluster
 
+from .plans import wait_for
+
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_deployment_reaches_three_ready_pods(kube: client.ApiClient, namespace: str) -> None:
