@@ -142,7 +142,10 @@ SignalName = Annotated[str, StringConstraints(pattern=SIGNAL_NAME_PATTERN)]
 PromQL = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMQL_LENGTH)]
 ComponentName = Annotated[str, StringConstraints(pattern=COMPONENT_NAME_PATTERN)]
 Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[!-~]+$")]
-Threshold = Annotated[float, Field(ge=0)]
+# Bounded well below 2**53: larger values stop surviving the API server's JSON (a float
+# comes back as an integer of a different value), and no signal needs more.
+MAX_THRESHOLD = 1e12
+Threshold = Annotated[float, Field(ge=0, le=MAX_THRESHOLD)]
 Phase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE)]
 # Phases that can be left upward: phase 4 is the last.
 PromotablePhase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE - 1)]
