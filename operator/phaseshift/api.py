@@ -78,6 +78,20 @@ DEFAULT_SIGNALS: dict[str, str] = {
         '{namespace="$namespace",plan="$plan"}[1m])), 1e-9)'
     ),
 }
+# The canary analysis: the canary track's error rate and p95 latency. $track becomes
+# "canary" (or "stable" to compare); pods carry the track as a label Prometheus keeps.
+DEFAULT_CANARY_METRICS: dict[str, str] = {
+    "errorRate": (
+        '(sum(rate(http_requests_total{namespace="$namespace",plan="$plan",track="$track",'
+        'code=~"5.."}[1m])) or 0 * sum(rate(http_requests_total{namespace="$namespace",'
+        'plan="$plan",track="$track"}[1m]))) / clamp_min(sum(rate(http_requests_total'
+        '{namespace="$namespace",plan="$plan",track="$track"}[1m])), 1e-9)'
+    ),
+    "p95LatencySeconds": (
+        "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket"
+        '{namespace="$namespace",plan="$plan",track="$track"}[1m])))'
+    ),
+}
 # The seed's boundaries: phase 1 serves up to 1K users, phase 2 up to 100K, phase 3 up to 1M.
 DEFAULT_PROMOTE_AT_USERS: dict[int, float] = {1: 1_000, 2: 100_000, 3: 1_000_000}
 
@@ -102,6 +116,8 @@ HTTP_URL_PATTERN = r"^https?://[!-~]+$"
 # Longest PromQL expression accepted; bounds CEL cost estimates too.
 MAX_PROMQL_LENGTH = 4096
 MAX_SIGNALS = 16
+# The canary never takes more than half the traffic: as many canary pods as stable ones.
+MAX_CANARY_WEIGHT = 50
 
 
 def cel(
@@ -147,6 +163,7 @@ Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r
 MAX_THRESHOLD = 1e12
 Threshold = Annotated[float, Field(ge=0, le=MAX_THRESHOLD)]
 Phase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE)]
+Colour = Literal["blue", "green"]
 # Phases that can be left upward: phase 4 is the last.
 PromotablePhase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE - 1)]
 Seconds = Annotated[int, Field(ge=0, le=86_400)]
@@ -433,25 +450,40 @@ class Observability(ApiModel):
 
 class BlueGreen(ApiModel):
     grace_seconds: Seconds = 300
-    """How long the old colour is kept after the switch, for a fast rollback."""
+    """How long the old colour is kept scaled after the switch, for an instant rollback."""
 
 
 class Rolling(ApiModel):
     progress_deadline_seconds: PositiveSeconds = 600
+    """How long new pods may take to become Ready before the rollout is rolled back
+    (every strategy's wait for new pods; also each Deployment's progressDeadlineSeconds)."""
+
+
+class CanaryMetrics(ApiModel):
+    error_rate: PromQL = DEFAULT_CANARY_METRICS["errorRate"]
+    """Fraction of the canary's requests that failed; $namespace, $plan, $track filled in."""
+    p95_latency_seconds: PromQL = DEFAULT_CANARY_METRICS["p95LatencySeconds"]
+    """The canary's p95 latency in seconds; $namespace, $plan, $track filled in."""
 
 
 class Canary(ApiModel):
-    weight_percent: Annotated[int, Field(ge=1, le=100)] = 10
-    """Traffic moved to the canary at each iteration."""
+    weight_percent: Annotated[int, Field(ge=1, le=MAX_CANARY_WEIGHT)] = 10
+    """Traffic share added to the canary at each passed check (by replica ratio)."""
     interval_seconds: PositiveSeconds = 60
+    """Time between two checks of the canary."""
     threshold: Annotated[int, Field(ge=1, le=100)] = 3
     """Failed checks before the canary is rolled back."""
     iterations: Annotated[int, Field(ge=1, le=100)] = 5
+    """Passed checks before the canary is promoted to stable."""
     max_error_rate: Fraction = 0.01
     max_p95_latency_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    metrics: CanaryMetrics = Field(default_factory=CanaryMetrics)
 
 
 class Rollout(ApiModel):
+    """How a new release (a change of spec.app) reaches the pods, per the phase's strategy:
+    phase 1 Recreate, phase 2 blue-green, phase 3 rolling, phase 4 metrics-gated canary."""
+
     blue_green: BlueGreen = Field(default_factory=BlueGreen)
     rolling: Rolling = Field(default_factory=Rolling)
     canary: Canary = Field(default_factory=Canary)
@@ -591,6 +623,56 @@ class Transition(StatusModel):
         return self.steps[self.step] if self.step < len(self.steps) else None
 
 
+class Release(StatusModel):
+    """A version of spec.app that has been rolled out, kept so it can be rendered again."""
+
+    revision: Annotated[str, StringConstraints(max_length=64)]
+    app: App
+
+
+class RolloutStrategy(StrEnum):
+    RECREATE = "Recreate"
+    BLUE_GREEN = "BlueGreen"
+    ROLLING = "Rolling"
+    CANARY = "Canary"
+
+
+class RolloutState(StrEnum):
+    WAITING = "Waiting"
+    """A phase transition is in progress; the rollout starts after it."""
+    PROGRESSING = "Progressing"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+
+
+class CanaryStatus(StatusModel):
+    iteration: Annotated[int, Field(ge=0)] = 0
+    """Checks passed so far."""
+    failed_checks: Annotated[int, Field(ge=0)] = 0
+    weight_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    last_check_at: AwareDatetime | None = None
+    error_rate: float | None = None
+    p95_latency_seconds: float | None = None
+
+
+class RolloutStatus(StatusModel):
+    """The latest rollout of a release; `step` and its timestamps let a restart resume."""
+
+    revision: Annotated[str, StringConstraints(max_length=64)]
+    image: Image
+    from_revision: Annotated[str, StringConstraints(max_length=64)] = ""
+    strategy: RolloutStrategy
+    state: RolloutState
+    step: Annotated[str, StringConstraints(max_length=64)] = ""
+    started_at: AwareDatetime
+    step_started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    previous: Release | None = None
+    """The release the old colour keeps running during the blue-green grace period."""
+    canary: CanaryStatus | None = None
+    message: Message = ""
+
+
 class HistoryEntry(StatusModel):
     from_: Phase = Field(alias="from")
     to: Phase
@@ -607,7 +689,7 @@ class ScalePlanStatus(StatusModel):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     users: Annotated[int, Field(ge=0)] | None = None
     """Active users at the last evaluation."""
-    live_colour: Literal["blue", "green"] | None = None
+    live_colour: Colour | None = None
     """Which blue-green colour serves traffic."""
     conditions: Annotated[
         list[Condition],
@@ -621,8 +703,13 @@ class ScalePlanStatus(StatusModel):
     ] = []
     last_decision: Decision | None = None
     transition: Transition | None = None
-    rollout: dict[str, Any] | None = None
-    """State of the rollout in progress (owned by the rollout strategies)."""
+    release: Release | None = None
+    """The version of spec.app the application runs (the stable track's)."""
+    app_revision: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """The revision of spec.app last acted on: a rolled-back release is tried again only
+    after spec.app has changed (to anything, including back to the running release)."""
+    rollout: RolloutStatus | None = None
+    """The latest rollout of a new release: in progress, or how the last one ended."""
     history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = []
     """Past transitions, newest last, at most 20."""
 

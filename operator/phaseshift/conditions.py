@@ -12,6 +12,7 @@ from phaseshift.api import (
     Condition,
     ConditionStatus,
     ConditionType,
+    RolloutState,
     ScalePlanStatus,
     set_condition,
 )
@@ -22,8 +23,18 @@ Verdict = tuple[ConditionStatus, str, str]
 
 def derived(status: ScalePlanStatus) -> dict[str, Verdict]:
     verdicts: dict[str, Verdict] = {}
-    if status.transition is None:
+    ro = status.rollout
+    rolling = ro is not None and ro.state == RolloutState.PROGRESSING
+    if status.transition is None and status.target_phase not in (None, status.phase) and rolling:
+        verdicts[ConditionType.TRANSITIONING] = (
+            "False",
+            "WaitingForRollout",
+            f"phase {status.phase} -> {status.target_phase} waits for the rollout of "
+            f"{ro.image if ro else ''} to finish",
+        )
+    elif status.transition is None:
         verdicts[ConditionType.TRANSITIONING] = ("False", "Steady", "")
+    verdicts[ConditionType.ROLLOUT_IN_PROGRESS] = _rollout(status)
     degraded = status.condition(ConditionType.DEGRADED)
     if degraded is None:
         verdicts[ConditionType.DEGRADED] = ("False", "AsExpected", "")
@@ -48,6 +59,17 @@ def derived(status: ScalePlanStatus) -> dict[str, Verdict]:
         ready = ("True", "PhaseApplied", f"running phase {status.phase}")
     verdicts[ConditionType.READY] = ready
     return verdicts
+
+
+def _rollout(status: ScalePlanStatus) -> Verdict:
+    ro = status.rollout
+    if ro is None:
+        return ("False", "NoRollout", "")
+    if ro.state == RolloutState.PROGRESSING:
+        return ("True", f"{ro.strategy}{ro.step}", ro.message)
+    if ro.state == RolloutState.WAITING:
+        return ("False", "WaitingForTransition", ro.message)
+    return ("False", str(ro.state), ro.message)
 
 
 def with_condition(

@@ -19,7 +19,7 @@ from phaseshift.api import GROUP, PLURAL, VERSION, InvalidSpec, parse_plan
 
 log = logging.getLogger(__name__)
 
-# While a transition waits for something, look again this often.
+# While a transition or a rollout waits for something, look again this often.
 TRANSITION_POLL_SECONDS = 1.0
 
 
@@ -39,31 +39,43 @@ def seconds_to_next_tick(interval: float, now: float) -> float:
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, initial_delay=0.5)
 async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    next_decision = 0.0
     while not stopped:
         interval = float(
             body.get("spec", {}).get("policy", {}).get("evaluationIntervalSeconds", 15)
         )
         if memo.leader.is_leader:
-            await _tick(body, memo)
-        transitioning = bool((body.get("status") or {}).get("transition"))
+            decide = time.time() >= next_decision
+            await _tick(body, memo, decide=decide)
+            if decide:
+                next_decision = time.time() + seconds_to_next_tick(interval, time.time())
         wait = (
             TRANSITION_POLL_SECONDS
-            if transitioning
+            if busy(body.get("status") or {})
             else seconds_to_next_tick(interval, time.time())
         )
         await stopped.wait(wait)
 
 
-async def _tick(body: kopf.Body, memo: kopf.Memo) -> None:
+def busy(status: dict[str, Any]) -> bool:
+    """A transition or a rollout is waiting for something the cluster does."""
+    rollout = status.get("rollout") or {}
+    return bool(status.get("transition")) or rollout.get("state") == "Progressing"
+
+
+async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> None:
     started = time.monotonic()
     try:
         plan = parse_plan(body)
     except InvalidSpec:
         signals = None  # the reconciler reports the invalid spec
     else:
-        signals = None if plan.status.transition else await memo.batcher.get(plan)
+        wanted = decide and not plan.status.transition
+        signals = await memo.batcher.get(plan) if wanted else None
     try:
-        await asyncio.to_thread(memo.reconciler.tick, body, signals, datetime.now(UTC))
+        await asyncio.to_thread(
+            memo.reconciler.tick, body, signals, datetime.now(UTC), decide=decide
+        )
     except Exception:
         # Logged, not raised: the daemon must keep ticking; the next tick retries.
         log.exception(

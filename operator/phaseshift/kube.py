@@ -122,10 +122,15 @@ class Kube:
         self._wrote("apply")
         return True
 
-    def list_managed(self, namespace: str, plan: str) -> list[dict[str, Any]]:
+    def list_managed(
+        self,
+        namespace: str,
+        plan: str,
+        kinds: Iterable[tuple[str, str]] = MANAGED_KINDS,
+    ) -> list[dict[str, Any]]:
         selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_PLAN}={plan}"
         found: list[dict[str, Any]] = []
-        for api_version, kind in MANAGED_KINDS:
+        for api_version, kind in kinds:
             resource = self._resource(api_version, kind)
             if resource is None:
                 continue

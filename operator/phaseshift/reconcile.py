@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.dynamic.exceptions import DynamicApiError
 
-from phaseshift import conditions, policy, transition
+from phaseshift import conditions, policy, rollout, transition
 from phaseshift.api import (
     ConditionStatus,
     ConditionType,
@@ -37,7 +37,7 @@ from phaseshift.render import RenderContext, render_migration_job, render_phase
 from phaseshift.render.credentials import PASSWORD_KEY
 from phaseshift.render.credentials import secret_name as credentials_secret_name
 from phaseshift.render.scope import Scope
-from phaseshift.signals import PlanSignals
+from phaseshift.signals import PlanSignals, fetch_canary
 from phaseshift.transition import Step
 
 log = logging.getLogger(__name__)
@@ -52,29 +52,45 @@ class _Applied:
     at: float
 
 
+CanaryQuery = Callable[[ScalePlan, datetime], rollout.CanaryReading]
+
+
 class Reconciler:
-    def __init__(self, kube: Kube, metrics: OperatorMetrics) -> None:
+    def __init__(
+        self, kube: Kube, metrics: OperatorMetrics, canary_query: CanaryQuery = fetch_canary
+    ) -> None:
         self.kube = kube
         self.metrics = metrics
+        self.canary_query = canary_query
         self._applied: dict[str, _Applied] = {}
         self._passwords: dict[str, str] = {}
 
     # ------------------------------------------------------------------ entry point
 
-    def tick(self, body: Mapping[str, Any], signals: PlanSignals | None, now: datetime) -> None:
+    def tick(
+        self,
+        body: Mapping[str, Any],
+        signals: PlanSignals | None,
+        now: datetime,
+        *,
+        decide: bool = True,
+    ) -> None:
+        """One pass over the plan. `decide` is False on the quick ticks between two
+        evaluations, which only move a transition or a rollout along."""
         try:
             plan = parse_plan(body)
         except InvalidSpec as e:
             self._invalid(body, e.message, now)
             return
-        self.metrics.evaluations.labels(plan.namespace, plan.name).inc()
         status = plan.status.model_copy(deep=True)
         if status.phase is None:
             self._initialize(plan, status, now)
-        elif status.transition is None:
+        elif status.transition is None and decide:
+            self.metrics.evaluations.labels(plan.namespace, plan.name).inc()
             self._evaluate(plan, status, signals, now)
         if status.transition is not None:
             self._advance(plan, status, now)
+        self._roll(plan, status, now)
         status.observed_generation = plan.metadata.generation
         self._conditions(plan, status, now)
         self._write_status(plan, status)
@@ -83,6 +99,7 @@ class Reconciler:
 
     def _initialize(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
         phase = max(plan.spec.policy.min_phase, 1)
+        status.release = rollout.release_of(plan.spec.app)
         self._apply_all(plan, self._render(plan, phase, status))
         status.phase = status.target_phase = phase
         self._event(plan, "Normal", "Initialized", f"applied phase {phase}")
@@ -109,6 +126,10 @@ class Reconciler:
             )
             kind = "Warning" if decision.reason == "MetricsUnavailable" else "Normal"
             self._event(plan, kind, f"Decision{decision.reason}", decision.message)
+        if decision.moves and rollout.busy(status):
+            # Said by the Transitioning condition; the move starts once the rollout ends.
+            status.target_phase = decision.target_phase
+            return
         if decision.moves:
             steps = transition.plan_steps(status.phase, decision.target_phase)
             status.transition = Transition(
@@ -130,7 +151,54 @@ class Reconciler:
             self._write_status(plan, status)
             return
         status.target_phase = status.phase
+
+    # ------------------------------------------------------------------ rollouts
+
+    def _roll(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
+        """Keep the steady phase applied, and move a rollout of spec.app along."""
+        if status.phase is None:
+            return
+        if status.release is None:
+            # A plan from before releases were recorded: what runs is spec.app.
+            status.release = rollout.release_of(plan.spec.app)
+        if status.transition is not None:
+            if rollout.pending(plan, status):
+                status.rollout = rollout.wait_for_transition(plan, status, now)
+            status.app_revision = rollout.revision_of(plan.spec.app)
+            return
+        if not rollout.busy(status) and rollout.pending(plan, status):
+            self._take(plan, status, rollout.start(plan, status, now))
+            self._write_status(plan, status)  # a restart must find the rollout
+        status.app_revision = rollout.revision_of(plan.spec.app)
         self._apply_all(plan, self._render(plan, status.phase, status))
+        if not rollout.busy(status):
+            return
+        observed = self._observe(plan, status, now)
+        before = rollout.tracks(plan, status)
+        self._take(plan, status, rollout.advance(plan, status, observed, now))
+        if rollout.tracks(plan, status) != before:
+            self._apply_all(plan, self._render(plan, status.phase, status))
+
+    def _observe(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> rollout.Observed:
+        assert status.phase is not None
+        app = [
+            o
+            for o in self._render(plan, status.phase, status)
+            if o["kind"] == "Deployment" and transition.is_app(o)
+        ]
+        live = keyed(self.kube.list_managed(plan.namespace, plan.name, [("apps/v1", "Deployment")]))
+        not_ready = transition.not_ready(live, app)
+        reading = None
+        if not not_ready and rollout.check_due(plan, status, now):
+            reading = self.canary_query(plan, now)
+        return rollout.Observed(not_ready=not_ready, reading=reading)
+
+    def _take(self, plan: ScalePlan, status: ScalePlanStatus, progress: rollout.Progress) -> None:
+        status.rollout = progress.rollout
+        status.release = progress.release
+        status.live_colour = progress.live_colour
+        for type_, reason, message in progress.events:
+            self._event(plan, type_, reason, message)
 
     def _advance(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
         move = status.transition
@@ -191,7 +259,9 @@ class Reconciler:
                 return "waiting", f"waiting for {', '.join(waiting[:5])}"
             return "done", f"the backing tiers of phase {move.to} are Ready"
         if step is Step.MIGRATE_DATA:
-            job = render_migration_job(plan, self._context(plan, status))
+            job = render_migration_job(
+                rollout.stable_plan(plan, status), self._context(plan, status)
+            )
             self.kube.apply(job, ns)
             live = self.kube.get(job["apiVersion"], job["kind"], ns, job["metadata"]["name"])
             if live is not None and (failure := transition.job_failed(live)):
@@ -238,7 +308,7 @@ class Reconciler:
 
     # ------------------------------------------------------------------ helpers
 
-    def _context(self, plan: ScalePlan, status: ScalePlanStatus) -> RenderContext:
+    def _password(self, plan: ScalePlan) -> str:
         key = self._plan_id(plan)
         password = self._passwords.get(key)
         if password is None:
@@ -246,10 +316,22 @@ class Reconciler:
             password = self.kube.read_secret_value(plan.namespace, name, PASSWORD_KEY)
             password = password or secrets.token_urlsafe(24)
             self._passwords[key] = password
-        return RenderContext(db_password=password, live_colour=status.live_colour or "blue")
+        return password
+
+    def _context(self, plan: ScalePlan, status: ScalePlanStatus) -> RenderContext:
+        tracks = rollout.tracks(plan, status)
+        return RenderContext(
+            db_password=self._password(plan),
+            live_colour=tracks.live_colour,
+            next_app=tracks.next_app,
+            canary_weight=tracks.canary_weight,
+        )
 
     def _render(self, plan: ScalePlan, phase: int, status: ScalePlanStatus) -> list[dict[str, Any]]:
-        return render_phase(plan, phase, self._context(plan, status))
+        """The phase as it should run now: the released app on the stable track, and
+        whatever the rollout in progress runs beside it."""
+        stable = rollout.stable_plan(plan, status)
+        return render_phase(stable, phase, self._context(plan, status))
 
     def _live(self, plan: ScalePlan) -> dict[tuple[str, str, str], Mapping[str, Any]]:
         return keyed(self.kube.list_managed(plan.namespace, plan.name))

@@ -51,6 +51,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from phaseshift.api import ScalePlan
+from phaseshift.rollout import CanaryReading
 
 STAT_LABEL = "phaseshift_stat"
 # A window counts as covered when at least this share of its subquery points have data.
@@ -469,26 +470,65 @@ def _evaluate(
 def _query(
     client: QueryClient, group: SignalGroup, query: str, now: datetime
 ) -> list[dict[str, Any]]:
-    params = {"time": f"{now.timestamp():.3f}", "timeout": f"{group.timeout_seconds}s"}
+    return instant_query(client, group.url, query, now, group.timeout_seconds)
+
+
+def instant_query(
+    client: QueryClient, url: str, query: str, now: datetime, timeout: int
+) -> list[dict[str, Any]]:
+    """The vector `query` evaluates to at `now`; QueryFailed says why there is none."""
+    params = {"time": f"{now.timestamp():.3f}", "timeout": f"{timeout}s"}
     try:
-        result = client.custom_query(query, params=params, timeout=group.timeout_seconds)
+        result = client.custom_query(query, params=params, timeout=timeout)
     except PrometheusApiClientException as e:
-        raise QueryFailed(
-            f"Prometheus at {group.url} rejected the query: {server_message(e)}"
-        ) from e
+        raise QueryFailed(f"Prometheus at {url} rejected the query: {server_message(e)}") from e
     except (requests.JSONDecodeError, KeyError, TypeError) as e:
         # A proxy or another server on that URL: 200, but not the Prometheus API.
-        raise QueryFailed(f"{group.url} did not answer like the Prometheus API ({e!r})") from e
+        raise QueryFailed(f"{url} did not answer like the Prometheus API ({e!r})") from e
     except requests.Timeout as e:
-        raise QueryFailed(
-            f"Prometheus at {group.url} did not answer within {group.timeout_seconds}s"
-        ) from e
+        raise QueryFailed(f"Prometheus at {url} did not answer within {timeout}s") from e
     except requests.RequestException as e:
         # The exception's own text repeats the whole URL, query included; keep it short.
-        raise QueryFailed(f"Prometheus at {group.url} is unreachable ({type(e).__name__})") from e
+        raise QueryFailed(f"Prometheus at {url} is unreachable ({type(e).__name__})") from e
     if not isinstance(result, list):
-        raise QueryFailed(f"Prometheus at {group.url} answered with a scalar, not a vector")
+        raise QueryFailed(f"Prometheus at {url} answered with a scalar, not a vector")
     return result
+
+
+def canary_queries(plan: ScalePlan, track: str = "canary") -> dict[str, str]:
+    """The plan's canary-analysis PromQL with $namespace, $plan and $track filled in."""
+    metrics = plan.spec.rollout.canary.metrics
+    key = PlanKey.of(plan)
+    return {
+        name: fill_for_plan(template, key).replace("$track", promql_string_body(track))
+        for name, template in (
+            ("errorRate", metrics.error_rate),
+            ("p95LatencySeconds", metrics.p95_latency_seconds),
+        )
+    }
+
+
+def fetch_canary(
+    plan: ScalePlan, now: datetime, *, client_factory: ClientFactory = default_client
+) -> CanaryReading:
+    """The canary track's error rate and p95 latency at `now`, for one analysis check.
+    Never raises for Prometheus's sake: what went wrong is the reading's `error`."""
+    url = plan.spec.metrics.prometheus_url
+    timeout = plan.spec.metrics.query_timeout_seconds
+    values: dict[str, float | None] = {}
+    client = client_factory(url)
+    try:
+        for name, query in canary_queries(plan).items():
+            result = instant_query(client, url, query, now, timeout)
+            if len(result) > 1:
+                return CanaryReading(None, None, f"{name} query returned {len(result)} series")
+            value = float(result[0]["value"][1]) if result else math.nan
+            values[name] = None if math.isnan(value) else value
+    except QueryFailed as failed:
+        return CanaryReading(None, None, str(failed))
+    finally:
+        client.close()
+    return CanaryReading(values.get("errorRate"), values.get("p95LatencySeconds"))
 
 
 def server_message(error: PrometheusApiClientException) -> str:

@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Colour = Literal["blue", "green"]
+from phaseshift.api import App, Colour
+
+__all__ = ["Colour", "RenderContext"]
 
 
 @dataclass(frozen=True)
 class RenderContext:
     """Inputs that are not in the ScalePlan; render stays pure by only writing these.
 
+    The plan's spec.app is what the stable track runs (the shell passes the released app
+    there, see rollout.tracks); the context says what runs beside it.
+
     db_password: generated once by the shell and kept in the plan's credentials Secret;
         the passwords of the other services are derived from it (see credentials.py).
     live_colour: the blue-green colour that serves traffic in phase 2.
-    stable_image: set while a rollout of a new spec.app.image is in progress: the live
-        colour (phase 2) and the stable Deployments (phase 4) keep this image, while the
-        idle colour or the canaries run the new one. None when no rollout is in progress.
+    next_app: the release on the second track, scaled up: phase 2's idle colour (the
+        new release before the switch, the previous one during the grace period) and
+        phase 4's canaries. None scales that track to zero.
+    canary_weight: the share of phase 4's traffic, in percent, the canaries take.
     """
 
     db_password: str
     live_colour: Colour = "blue"
-    stable_image: str | None = None
+    next_app: App | None = None
+    canary_weight: int = 0
 
     @property
     def idle_colour(self) -> Colour:
         return "green" if self.live_colour == "blue" else "blue"
-
-    @property
-    def rollout_in_progress(self) -> bool:
-        return self.stable_image is not None

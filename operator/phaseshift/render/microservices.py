@@ -2,8 +2,8 @@
 
 Each service runs the same image in its own APP_ROLE, sized by its own HPA, with a
 canary Deployment beside the stable one. The Service selects both tracks, so traffic
-reaches the canary in proportion to its replicas; it has none unless a rollout of a new
-image is in progress, when the stable track keeps the previous image.
+reaches the canary in proportion to its replicas; it has none unless a canary rollout is
+in progress (RenderContext.next_app), when it is sized for the context's weight.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from typing import Any
 from phaseshift.render.autoscaling import hpa, pdb
 from phaseshift.render.scope import LABEL_TRACK, Scope
 from phaseshift.render.service import port, service
-from phaseshift.render.sizing import autoscale
+from phaseshift.render.sizing import autoscale, canary_replicas
 from phaseshift.render.workload import app_container, app_deployment, rolling
 
 SERVICES = ("user-service", "data-service", "gateway")
-CANARY_REPLICAS = 1
 
 
 def _image(scope: Scope, role: str) -> str:
@@ -28,13 +27,13 @@ def _image(scope: Scope, role: str) -> str:
 def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
     bounds = autoscale(scope)
     assert bounds is not None, "phase 4 always autoscales"
-    new_image = _image(scope, role)
-    stable_image = scope.ctx.stable_image or new_image
+    next_app = scope.ctx.next_app
+    canary_scope = scope if next_app is None else scope.running(next_app)
     stable = app_deployment(
         scope,
         suffix=role,
         component=role,
-        container=app_container(scope, role=role, image=stable_image),
+        container=app_container(scope, role=role, image=_image(scope, role)),
         replicas=None,
         strategy=rolling(),
         service=role,
@@ -42,11 +41,13 @@ def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
         spread=True,
     )
     canary = app_deployment(
-        scope,
+        canary_scope,
         suffix=f"{role}-canary",
         component=role,
-        container=app_container(scope, role=role, image=new_image),
-        replicas=CANARY_REPLICAS if scope.ctx.rollout_in_progress else 0,
+        container=app_container(canary_scope, role=role, image=_image(canary_scope, role)),
+        replicas=(
+            0 if next_app is None else canary_replicas(bounds.min_replicas, scope.ctx.canary_weight)
+        ),
         strategy=rolling(),
         service=role,
         extra_labels={LABEL_TRACK: "canary"},

@@ -2,7 +2,7 @@
 
 Phase 1 runs one replica with Recreate: its SQLite volume can be mounted by one node.
 Phase 2 runs a blue-green pair behind a Service that selects the live colour; the idle
-colour is scaled to zero, or runs the new image while a rollout is in progress.
+colour is scaled to zero, or runs the context's second track (see RenderContext).
 Phase 3 runs a rolling Deployment sized by an HPA, with a PDB and topology spread.
 """
 
@@ -47,20 +47,19 @@ def _single(scope: Scope) -> list[dict[str, Any]]:
 
 def _blue_green(scope: Scope) -> list[dict[str, Any]]:
     ctx = scope.ctx
-    new_image = scope.image("app")
-    live_image = ctx.stable_image or new_image
     replicas = app_replicas(scope)
     deployments = []
     for colour in ("blue", "green"):
         live = colour == ctx.live_colour
-        image = live_image if live else new_image
+        # The idle colour runs the second track when there is one, else idles at zero.
+        runs = scope if live or ctx.next_app is None else scope.running(ctx.next_app)
         deployments.append(
             app_deployment(
-                scope,
+                runs,
                 suffix=f"{SUFFIX}-{colour}",
                 component=COMPONENT,
-                container=app_container(scope, role="monolith", image=image),
-                replicas=replicas if live or ctx.rollout_in_progress else 0,
+                container=app_container(runs, role="monolith", image=runs.image("app")),
+                replicas=replicas if live or ctx.next_app is not None else 0,
                 strategy=rolling(max_surge=1),
                 service=SERVICE,
                 extra_labels={LABEL_COLOUR: colour},

@@ -12,6 +12,7 @@ from phaseshift.api import (
     KIND,
     LABEL_PHASE,
     LABEL_PLAN,
+    App,
     PhaseOverride,
     ScalePlan,
     managed_labels,
@@ -52,6 +53,11 @@ class Scope:
 
     def name(self, suffix: str) -> str:
         return object_name(self.plan.name, suffix)
+
+    def running(self, app: App) -> Scope:
+        """This scope with `app` in place of spec.app: the view of a second track."""
+        spec = self.plan.spec.model_copy(update={"app": app})
+        return Scope(self.plan.model_copy(update={"spec": spec}), self.phase, self.ctx)
 
     def image(self, key: str) -> str:
         images = self.override.images if self.override and self.override.images else {}

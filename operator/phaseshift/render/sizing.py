@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
-from phaseshift.api import Resources
+from phaseshift.api import MAX_CANARY_WEIGHT, Resources
 from phaseshift.catalog import Autoscale, Size
 from phaseshift.render.quantity import parse_quantity
 from phaseshift.render.scope import Scope
@@ -82,3 +83,10 @@ def shards(scope: Scope) -> int:
     if scope.phase < 3 or scope.override is None or scope.override.shards is None:
         return 0
     return scope.override.shards
+
+
+def canary_replicas(stable_replicas: int, weight_percent: int) -> int:
+    """Canary pods that take `weight_percent` of the traffic beside `stable_replicas`, when
+    a Service spreads requests evenly over the pods of both tracks."""
+    weight = min(max(weight_percent, 1), MAX_CANARY_WEIGHT)
+    return max(1, math.ceil(stable_replicas * weight / (100 - weight)))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from render_helpers import containers, env_of, find, names
 
+from phaseshift.api import App
+
 
 def test_edge_caches_static_content_in_front_of_the_app(render) -> None:
     objects = render(3)
@@ -38,13 +40,29 @@ def test_phase4_replaces_the_monolith_with_services(render) -> None:
 def test_canaries_idle_until_a_rollout(render, make_plan) -> None:
     for role in ("user-service", "data-service", "gateway"):
         assert find(render(4), "Deployment", f"shop-{role}-canary")["spec"]["replicas"] == 0
-    plan = make_plan(app={"image": "registry.example/shop:2.0"})
-    objects = render(4, plan, stable_image="registry.example/shop:1.0")
+    plan = make_plan(app={"image": "registry.example/shop:1.0"})
+    new = App(image="registry.example/shop:2.0", env=[{"name": "FEATURE", "value": "on"}])
+    objects = render(4, plan, next_app=new, canary_weight=10)
     canary = find(objects, "Deployment", "shop-gateway-canary")
     stable = find(objects, "Deployment", "shop-gateway")
+    # 10% beside the HPA's floor of 3 stable pods rounds up to one canary pod.
     assert canary["spec"]["replicas"] == 1
     assert containers(canary)[0]["image"] == "registry.example/shop:2.0"
+    assert {"name": "FEATURE", "value": "on"} in containers(canary)[0]["env"]
     assert containers(stable)[0]["image"] == "registry.example/shop:1.0"
+    assert "FEATURE" not in {e["name"] for e in containers(stable)[0]["env"]}
     # The Service reaches both tracks; the PDB guards the stable one.
     service = find(objects, "Service", "shop-gateway")["spec"]["selector"]
     assert service.items() <= canary["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_canary_share_grows_with_the_weight(render) -> None:
+    new = App(image="registry.example/shop:2.0")
+    sizes = [
+        find(render(4, next_app=new, canary_weight=w), "Deployment", "shop-gateway-canary")["spec"][
+            "replicas"
+        ]
+        for w in (10, 30, 50)
+    ]
+    # Beside 3 stable pods: 10% -> 1, 30% -> 2, 50% -> as many as stable.
+    assert sizes == [1, 2, 3]

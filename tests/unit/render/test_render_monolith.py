@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from render_helpers import containers, env_of, find, names
 
+from phaseshift.api import App
 from phaseshift.render.quantity import cpu_millicores, memory_bytes
 
 
@@ -52,13 +53,20 @@ def test_phase2_blue_green_serves_the_live_colour_only(render) -> None:
         assert not selector.items() <= idle_labels.items()
 
 
-def test_phase2_rollout_prepares_the_idle_colour_with_the_new_image(render, make_plan) -> None:
-    plan = make_plan(app={"image": "registry.example/shop:2.0"})
-    objects = render(2, plan, live_colour="blue", stable_image="registry.example/shop:1.0")
+def test_phase2_rollout_prepares_the_idle_colour_with_the_new_release(render, make_plan) -> None:
+    plan = make_plan(app={"image": "registry.example/shop:1.0"})
+    new = App(image="registry.example/shop:2.0", resources={"requests": {"cpu": "3"}})
+    objects = render(2, plan, live_colour="blue", next_app=new)
     blue, green = _app(objects, "shop-app-blue"), _app(objects, "shop-app-green")
     assert containers(blue)[0]["image"] == "registry.example/shop:1.0"
     assert containers(green)[0]["image"] == "registry.example/shop:2.0"
+    assert containers(green)[0]["resources"]["requests"]["cpu"] == "3"
+    assert containers(blue)[0]["resources"]["requests"]["cpu"] != "3"
     assert green["spec"]["replicas"] == blue["spec"]["replicas"] == 1
+    # Traffic stays on the live colour until the switch.
+    assert (
+        find(objects, "Service", "shop-app")["spec"]["selector"]["phaseshift.dev/colour"] == "blue"
+    )
 
 
 def test_phase3_rolls_without_losing_capacity_and_autoscales(render) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phaseshift.api import ScalePlan, parse_plan
+from phaseshift.api import App, ScalePlan, parse_plan
 from phaseshift.render import RenderContext, object_key, render_phase
 from phaseshift.render.order import KIND_ORDER
 from phaseshift.render.scope import ANNOTATION_STATEFUL
@@ -87,7 +87,8 @@ contexts = st.builds(
     RenderContext,
     db_password=st.text(min_size=1, max_size=40),
     live_colour=st.sampled_from(["blue", "green"]),
-    stable_image=st.none() | images,
+    next_app=st.none() | st.builds(App, image=images),
+    canary_weight=st.integers(min_value=0, max_value=50),
 )
 
 

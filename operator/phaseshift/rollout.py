@@ -1,0 +1,470 @@
+"""Rollouts of a new release (a change of spec.app) with the current phase's strategy. Pure.
+
+The operator renders the *released* app (`status.release`), never spec.app directly: a
+rollout is the process that carries the release to a new spec.app, and a rolled-back
+release simply stays where it was. Each phase has its strategy, from the seed:
+
+  phase 1  Recreate   Deploy (apply the new template; wait until Ready)
+  phase 2  BlueGreen  Deploy (the idle colour, scaled up) -> switch the Service once it
+                      is Ready -> Grace (the old colour stays scaled) -> old colour to zero
+  phase 3  Rolling    Deploy (RollingUpdate, maxUnavailable 0)
+  phase 4  Canary     Deploy (the canaries) -> Analyse (a check per interval against
+                      Prometheus; the share grows per passed check) -> Promote (the stable
+                      track takes the new template)
+
+Every wait for new pods is bounded by spec.rollout.rolling.progressDeadlineSeconds; past
+it the rollout is rolled back. The whole state is in `status.rollout`, so a restarted
+operator resumes where it was. A phase transition and a rollout never overlap: whichever
+comes second waits (see `busy`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from phaseshift.api import (
+    MAX_CANARY_WEIGHT,
+    App,
+    CanaryStatus,
+    Colour,
+    Release,
+    RolloutState,
+    RolloutStatus,
+    RolloutStrategy,
+    ScalePlan,
+    ScalePlanStatus,
+)
+
+STRATEGY_BY_PHASE: dict[int, RolloutStrategy] = {
+    1: RolloutStrategy.RECREATE,
+    2: RolloutStrategy.BLUE_GREEN,
+    3: RolloutStrategy.ROLLING,
+    4: RolloutStrategy.CANARY,
+}
+
+# Steps recorded in status.rollout.step.
+DEPLOY = "Deploy"
+GRACE = "Grace"
+ANALYSE = "Analyse"
+PROMOTE = "Promote"
+DONE = "Done"
+
+
+def revision_of(app: App) -> str:
+    """A short, stable digest of everything in spec.app that shapes the app's pods."""
+    canonical = json.dumps(app.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def release_of(app: App) -> Release:
+    return Release(revision=revision_of(app), app=app.model_copy(deep=True))
+
+
+def released_app(plan: ScalePlan, status: ScalePlanStatus) -> App:
+    return status.release.app if status.release is not None else plan.spec.app
+
+
+def stable_plan(plan: ScalePlan, status: ScalePlanStatus) -> ScalePlan:
+    """`plan` with spec.app replaced by what the stable track runs now."""
+    app = tracks(plan, status).app
+    if app == plan.spec.app:
+        return plan
+    return plan.model_copy(update={"spec": plan.spec.model_copy(update={"app": app})})
+
+
+def busy(status: ScalePlanStatus) -> bool:
+    """A rollout holds the app: a phase transition must wait for it."""
+    return status.rollout is not None and status.rollout.state == RolloutState.PROGRESSING
+
+
+def pending(plan: ScalePlan, status: ScalePlanStatus) -> bool:
+    """spec.app asks for a release that is not running, and that is new since the operator
+    last acted on spec.app or waited for a phase transition to end."""
+    wanted = revision_of(plan.spec.app)
+    if status.release is not None and status.release.revision == wanted:
+        return False
+    last = status.rollout
+    waiting = last is not None and last.state == RolloutState.WAITING and last.revision == wanted
+    return waiting or status.app_revision != wanted
+
+
+# ------------------------------------------------------------------ what to render
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """What the renderer runs while a rollout is where it is.
+
+    app: the release on the stable track (phase 1/3's Deployment, phase 2's live colour,
+        phase 4's stable Deployments).
+    next_app: the release on the second track (phase 2's idle colour, phase 4's canaries),
+        scaled up; None scales that track to zero.
+    """
+
+    app: App
+    next_app: App | None = None
+    canary_weight: int = 0
+    live_colour: Colour = "blue"
+
+
+def tracks(plan: ScalePlan, status: ScalePlanStatus) -> Tracks:
+    released = released_app(plan, status)
+    colour: Colour = status.live_colour or "blue"
+    ro = status.rollout
+    if ro is None or ro.state != RolloutState.PROGRESSING:
+        return Tracks(released, live_colour=colour)
+    if ro.strategy in (RolloutStrategy.RECREATE, RolloutStrategy.ROLLING):
+        return Tracks(plan.spec.app, live_colour=colour)
+    if ro.strategy == RolloutStrategy.BLUE_GREEN:
+        if ro.step == GRACE:
+            previous = ro.previous.app if ro.previous is not None else None
+            return Tracks(released, next_app=previous, live_colour=colour)
+        return Tracks(released, next_app=plan.spec.app, live_colour=colour)
+    weight = ro.canary.weight_percent if ro.canary is not None else 0
+    stable = plan.spec.app if ro.step == PROMOTE else released
+    return Tracks(stable, next_app=plan.spec.app, canary_weight=weight, live_colour=colour)
+
+
+# ------------------------------------------------------------------ moving on
+
+
+@dataclass(frozen=True)
+class CanaryReading:
+    """The canary's metrics at one check; None where Prometheus had no value."""
+
+    error_rate: float | None
+    p95_latency_seconds: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the shell saw this tick.
+
+    not_ready: app Deployments of the current Tracks that are not fully rolled out.
+    reading: the canary's metrics, when a check was due (see `check_due`).
+    """
+
+    not_ready: Sequence[str] = ()
+    reading: CanaryReading | None = None
+
+
+EventSpec = tuple[str, str, str]
+"""type, reason, message"""
+
+
+@dataclass
+class Progress:
+    """The status fields a rollout step changes, and the Events that say so."""
+
+    rollout: RolloutStatus | None
+    release: Release | None
+    live_colour: Colour | None
+    events: list[EventSpec] = field(default_factory=list)
+
+
+def start(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
+    """Begin rolling spec.app out with the strategy of the current phase."""
+    assert status.phase is not None
+    strategy = STRATEGY_BY_PHASE[status.phase]
+    new = RolloutStatus(
+        revision=revision_of(plan.spec.app),
+        image=plan.spec.app.image,
+        from_revision=status.release.revision if status.release else "",
+        strategy=strategy,
+        state=RolloutState.PROGRESSING,
+        step=DEPLOY,
+        started_at=now,
+        step_started_at=now,
+        canary=(
+            CanaryStatus(weight_percent=_weight(plan, 0))
+            if strategy == RolloutStrategy.CANARY
+            else None
+        ),
+        message=_deploy_message(strategy),
+    )
+    return Progress(
+        new,
+        status.release,
+        status.live_colour,
+        [("Normal", "RolloutStarted", f"{strategy} rollout of {new.image} ({new.revision})")],
+    )
+
+
+def wait_for_transition(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> RolloutStatus:
+    """The record of a rollout that must wait until the phase transition has finished."""
+    move = status.transition
+    assert move is not None
+    revision = revision_of(plan.spec.app)
+    last = status.rollout
+    message = f"waits for the phase transition {move.from_} -> {move.to} to finish"
+    if last is not None and last.revision == revision and last.state == RolloutState.WAITING:
+        return last
+    return RolloutStatus(
+        revision=revision,
+        image=plan.spec.app.image,
+        from_revision=status.release.revision if status.release else "",
+        strategy=STRATEGY_BY_PHASE[move.to],
+        state=RolloutState.WAITING,
+        started_at=now,
+        message=message,
+    )
+
+
+def check_due(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> bool:
+    """Whether this tick should read the canary's metrics."""
+    ro = status.rollout
+    if ro is None or ro.state != RolloutState.PROGRESSING or ro.step != ANALYSE:
+        return False
+    return now >= _next_check_at(plan, ro)
+
+
+def advance(
+    plan: ScalePlan, status: ScalePlanStatus, observed: Observed, now: datetime
+) -> Progress:
+    """The next state of the rollout in progress, given what the shell observed."""
+    ro = status.rollout
+    assert ro is not None and ro.state == RolloutState.PROGRESSING
+    progress = Progress(ro, status.release, status.live_colour)
+    wanted = revision_of(plan.spec.app)
+    if ro.revision != wanted:
+        return _superseded(plan, status, progress, now)
+    if ro.step == GRACE:
+        return _grace(plan, status, progress, now)
+    if observed.not_ready and ro.step in (DEPLOY, PROMOTE):
+        return _maybe_deadline(plan, progress, observed, now)
+    if ro.step == DEPLOY:
+        return _deployed(plan, status, progress, now)
+    if ro.step == PROMOTE:
+        return _succeeded(plan, progress, now, f"the stable track runs {ro.image}")
+    if observed.not_ready:
+        return _maybe_deadline(plan, progress, observed, now)
+    if observed.reading is not None:
+        return _checked(plan, progress, observed.reading, now)
+    return progress
+
+
+def _deployed(
+    plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: datetime
+) -> Progress:
+    ro = progress.rollout
+    assert ro is not None
+    if ro.strategy == RolloutStrategy.BLUE_GREEN:
+        old: Colour = status.live_colour or "blue"
+        new: Colour = "green" if old == "blue" else "blue"
+        grace = plan.spec.rollout.blue_green.grace_seconds
+        progress.live_colour = new
+        progress.events.append(
+            (
+                "Normal",
+                "RolloutSwitched",
+                f"the Service now selects {new} ({ro.image}); {old} stays scaled for {grace}s",
+            )
+        )
+        progress.rollout = _step(ro, GRACE, now, f"{new} is live; {old} is kept for {grace}s")
+        progress.rollout.previous = status.release
+        progress.release = release_of(plan.spec.app)
+        if grace == 0:
+            return _succeeded(plan, progress, now, f"{old} scaled to zero")
+        return progress
+    if ro.strategy == RolloutStrategy.CANARY:
+        progress.rollout = _step(
+            ro,
+            ANALYSE,
+            now,
+            f"analysing the canary every {plan.spec.rollout.canary.interval_seconds}s",
+        )
+        return progress
+    return _succeeded(plan, progress, now, f"every pod runs {ro.image}")
+
+
+def _grace(plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: datetime) -> Progress:
+    ro = progress.rollout
+    assert ro is not None
+    ends = (ro.step_started_at or ro.started_at) + timedelta(
+        seconds=plan.spec.rollout.blue_green.grace_seconds
+    )
+    if now < ends:
+        return progress
+    old = "green" if status.live_colour == "blue" else "blue"
+    return _succeeded(plan, progress, now, f"grace period over; {old} scaled to zero")
+
+
+def _superseded(
+    plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: datetime
+) -> Progress:
+    """spec.app changed again while a rollout was in progress."""
+    ro = progress.rollout
+    assert ro is not None
+    wanted = revision_of(plan.spec.app)
+    if ro.step == GRACE and ro.previous is not None and ro.previous.revision == wanted:
+        # The instant rollback the grace period exists for: the old colour is still up.
+        back: Colour = "green" if status.live_colour == "blue" else "blue"
+        progress.live_colour = back
+        progress.release = ro.previous
+        progress.rollout = _finish(
+            ro,
+            RolloutState.ROLLED_BACK,
+            now,
+            f"spec.app went back to {ro.previous.revision}: switched the Service back to {back}",
+        )
+        progress.events.append(("Warning", "RolloutRolledBack", progress.rollout.message))
+        return progress
+    if ro.step == GRACE:
+        # The new release is live already; a newer one starts from here.
+        return _succeeded(plan, progress, now, "grace period cut short by a newer release")
+    restarted = start(plan, status, now)
+    restarted.events = [
+        ("Normal", "RolloutSuperseded", f"{ro.revision} superseded by {wanted} before it finished"),
+        *restarted.events,
+    ]
+    return restarted
+
+
+def _maybe_deadline(
+    plan: ScalePlan, progress: Progress, observed: Observed, now: datetime
+) -> Progress:
+    ro = progress.rollout
+    assert ro is not None
+    deadline = plan.spec.rollout.rolling.progress_deadline_seconds
+    since = (now - (ro.step_started_at or ro.started_at)).total_seconds()
+    waiting = ", ".join(observed.not_ready[:5])
+    if since <= deadline:
+        message = f"{ro.step}: waiting for {waiting}"
+        if ro.message != message:
+            progress.rollout = ro.model_copy(update={"message": message})
+        return progress
+    return _rolled_back(
+        progress, now, f"progress deadline ({deadline}s) passed with {waiting} not Ready"
+    )
+
+
+def _checked(
+    plan: ScalePlan, progress: Progress, reading: CanaryReading, now: datetime
+) -> Progress:
+    ro = progress.rollout
+    assert ro is not None and ro.canary is not None
+    spec = plan.spec.rollout.canary
+    verdict = judge(reading, plan)
+    canary = ro.canary.model_copy(
+        update={
+            "last_check_at": now,
+            "error_rate": reading.error_rate,
+            "p95_latency_seconds": reading.p95_latency_seconds,
+        }
+    )
+    if verdict is None:
+        canary.iteration += 1
+        summary = f"check {canary.iteration}/{spec.iterations} passed: {describe(reading)}"
+        progress.events.append(("Normal", "CanaryCheckPassed", summary))
+        if canary.iteration >= spec.iterations:
+            progress.rollout = _step(ro, PROMOTE, now, "promoting the canary to stable")
+            progress.rollout.canary = canary
+            progress.events.append(
+                ("Normal", "CanaryPromoted", f"{ro.image} passed {spec.iterations} checks")
+            )
+            return progress
+        canary.weight_percent = _weight(plan, canary.iteration)
+        progress.rollout = ro.model_copy(
+            update={"canary": canary, "message": f"{summary}; weight {canary.weight_percent}%"}
+        )
+        return progress
+    canary.failed_checks += 1
+    summary = f"check failed ({canary.failed_checks}/{spec.threshold}): {verdict}"
+    progress.events.append(("Warning", "CanaryCheckFailed", summary))
+    progress.rollout = ro.model_copy(update={"canary": canary, "message": summary})
+    if canary.failed_checks >= spec.threshold:
+        return _rolled_back(
+            progress, now, f"{canary.failed_checks} failed checks; the stable track kept serving"
+        )
+    return progress
+
+
+def judge(reading: CanaryReading, plan: ScalePlan) -> str | None:
+    """Why a canary reading fails the plan's thresholds, or None when it passes. A missing
+    value fails: a canary cannot be shown healthy without its metrics."""
+    spec = plan.spec.rollout.canary
+    if reading.error is not None:
+        return f"metrics unavailable: {reading.error}"
+    problems = []
+    if reading.error_rate is None:
+        problems.append("no error-rate data (is the canary receiving traffic?)")
+    elif reading.error_rate > spec.max_error_rate:
+        problems.append(f"error rate {reading.error_rate:.4f} > {spec.max_error_rate}")
+    if reading.p95_latency_seconds is None:
+        problems.append("no latency data")
+    elif reading.p95_latency_seconds > spec.max_p95_latency_seconds:
+        problems.append(
+            f"p95 latency {reading.p95_latency_seconds:.3f}s > {spec.max_p95_latency_seconds}s"
+        )
+    return "; ".join(problems) or None
+
+
+def describe(reading: CanaryReading) -> str:
+    def show(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    return (
+        f"error rate {show(reading.error_rate, '.4f')}, "
+        f"p95 {show(reading.p95_latency_seconds, '.3f')}s"
+    )
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _weight(plan: ScalePlan, passed: int) -> int:
+    return min(plan.spec.rollout.canary.weight_percent * (passed + 1), MAX_CANARY_WEIGHT)
+
+
+def _next_check_at(plan: ScalePlan, ro: RolloutStatus) -> datetime:
+    last = ro.canary.last_check_at if ro.canary is not None else None
+    base = last or ro.step_started_at or ro.started_at
+    return base + timedelta(seconds=plan.spec.rollout.canary.interval_seconds)
+
+
+def _deploy_message(strategy: RolloutStrategy) -> str:
+    return {
+        RolloutStrategy.RECREATE: "replacing the pod",
+        RolloutStrategy.BLUE_GREEN: "scaling up the idle colour with the new release",
+        RolloutStrategy.ROLLING: "rolling the pods (maxUnavailable 0)",
+        RolloutStrategy.CANARY: "starting the canaries",
+    }[strategy]
+
+
+def _step(ro: RolloutStatus, step: str, now: datetime, message: str) -> RolloutStatus:
+    return ro.model_copy(update={"step": step, "step_started_at": now, "message": message})
+
+
+def _finish(ro: RolloutStatus, state: RolloutState, now: datetime, message: str) -> RolloutStatus:
+    return ro.model_copy(
+        update={
+            "state": state,
+            "step": DONE,
+            "step_started_at": now,
+            "finished_at": now,
+            "message": message,
+            "previous": None,
+        }
+    )
+
+
+def _succeeded(plan: ScalePlan, progress: Progress, now: datetime, detail: str) -> Progress:
+    ro = progress.rollout
+    assert ro is not None
+    progress.release = release_of(plan.spec.app)
+    progress.rollout = _finish(ro, RolloutState.SUCCEEDED, now, f"{ro.image} rolled out: {detail}")
+    progress.events.append(("Normal", "RolloutSucceeded", progress.rollout.message))
+    return progress
+
+
+def _rolled_back(progress: Progress, now: datetime, why: str) -> Progress:
+    ro = progress.rollout
+    assert ro is not None
+    progress.rollout = _finish(ro, RolloutState.ROLLED_BACK, now, f"{ro.image} rolled back: {why}")
+    progress.events.append(("Warning", "RolloutRolledBack", progress.rollout.message))
+    return progress
