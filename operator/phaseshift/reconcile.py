@@ -163,21 +163,39 @@ class Reconciler:
             status.release = rollout.release_of(plan.spec.app)
         if status.transition is not None:
             if rollout.pending(plan, status):
-                status.rollout = rollout.wait_for_transition(plan, status, now)
+                waiting = rollout.wait_for_transition(plan, status, now)
+                if waiting != status.rollout:
+                    self._event(
+                        plan, "Normal", "RolloutWaiting", f"{waiting.image} {waiting.message}"
+                    )
+                status.rollout = waiting
             status.app_revision = rollout.revision_of(plan.spec.app)
             return
         if not rollout.busy(status) and rollout.pending(plan, status):
             self._take(plan, status, rollout.start(plan, status, now))
             self._write_status(plan, status)  # a restart must find the rollout
         status.app_revision = rollout.revision_of(plan.spec.app)
-        self._apply_all(plan, self._render(plan, status.phase, status))
+        self._apply_steady(plan, status, now)
         if not rollout.busy(status):
             return
         observed = self._observe(plan, status, now)
         before = rollout.tracks(plan, status)
         self._take(plan, status, rollout.advance(plan, status, observed, now))
         if rollout.tracks(plan, status) != before:
+            self._apply_steady(plan, status, now)
+
+    def _apply_steady(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
+        """Apply the phase as it should run now; a new release the API server refuses
+        (an invalid template, a quota) is rolled back instead of retried forever."""
+        assert status.phase is not None
+        try:
             self._apply_all(plan, self._render(plan, status.phase, status))
+        except DynamicApiError as e:
+            if not (permanent(e) and rollout.busy(status)):
+                raise
+            why = f"the API server refused the new release: {api_message(e)}"
+            self._take(plan, status, rollout.roll_back(status, now, why))
+            self._apply_all(plan, self._render(plan, status.phase, status), force=True)
 
     def _observe(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> rollout.Observed:
         assert status.phase is not None
@@ -259,9 +277,7 @@ class Reconciler:
                 return "waiting", f"waiting for {', '.join(waiting[:5])}"
             return "done", f"the backing tiers of phase {move.to} are Ready"
         if step is Step.MIGRATE_DATA:
-            job = render_migration_job(
-                rollout.stable_plan(plan, status), self._context(plan, status)
-            )
+            job = render_migration_job(*rollout.render_inputs(plan, status, self._password(plan)))
             self.kube.apply(job, ns)
             live = self.kube.get(job["apiVersion"], job["kind"], ns, job["metadata"]["name"])
             if live is not None and (failure := transition.job_failed(live)):
@@ -318,20 +334,11 @@ class Reconciler:
             self._passwords[key] = password
         return password
 
-    def _context(self, plan: ScalePlan, status: ScalePlanStatus) -> RenderContext:
-        tracks = rollout.tracks(plan, status)
-        return RenderContext(
-            db_password=self._password(plan),
-            live_colour=tracks.live_colour,
-            next_app=tracks.next_app,
-            canary_weight=tracks.canary_weight,
-        )
-
     def _render(self, plan: ScalePlan, phase: int, status: ScalePlanStatus) -> list[dict[str, Any]]:
         """The phase as it should run now: the released app on the stable track, and
         whatever the rollout in progress runs beside it."""
-        stable = rollout.stable_plan(plan, status)
-        return render_phase(stable, phase, self._context(plan, status))
+        stable, ctx = rollout.render_inputs(plan, status, self._password(plan))
+        return render_phase(stable, phase, ctx)
 
     def _live(self, plan: ScalePlan) -> dict[tuple[str, str, str], Mapping[str, Any]]:
         return keyed(self.kube.list_managed(plan.namespace, plan.name))

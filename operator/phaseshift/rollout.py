@@ -38,6 +38,7 @@ from phaseshift.api import (
     ScalePlan,
     ScalePlanStatus,
 )
+from phaseshift.render.context import RenderContext
 
 STRATEGY_BY_PHASE: dict[int, RolloutStrategy] = {
     1: RolloutStrategy.RECREATE,
@@ -74,6 +75,20 @@ def stable_plan(plan: ScalePlan, status: ScalePlanStatus) -> ScalePlan:
     if app == plan.spec.app:
         return plan
     return plan.model_copy(update={"spec": plan.spec.model_copy(update={"app": app})})
+
+
+def render_inputs(
+    plan: ScalePlan, status: ScalePlanStatus, db_password: str
+) -> tuple[ScalePlan, RenderContext]:
+    """What to hand `render_phase` so it renders the phase as it should run now."""
+    now = tracks(plan, status)
+    ctx = RenderContext(
+        db_password=db_password,
+        live_colour=now.live_colour,
+        next_app=now.next_app,
+        canary_weight=now.canary_weight,
+    )
+    return stable_plan(plan, status), ctx
 
 
 def busy(status: ScalePlanStatus) -> bool:
@@ -240,7 +255,9 @@ def advance(
     if ro.step == DEPLOY:
         return _deployed(plan, status, progress, now)
     if ro.step == PROMOTE:
-        return _succeeded(plan, progress, now, f"the stable track runs {ro.image}")
+        return _succeeded(
+            progress, now, f"the stable track runs {ro.image}", release_of(plan.spec.app)
+        )
     if observed.not_ready:
         return _maybe_deadline(plan, progress, observed, now)
     if observed.reading is not None:
@@ -269,7 +286,7 @@ def _deployed(
         progress.rollout.previous = status.release
         progress.release = release_of(plan.spec.app)
         if grace == 0:
-            return _succeeded(plan, progress, now, f"{old} scaled to zero")
+            return _succeeded(progress, now, f"{old} scaled to zero")
         return progress
     if ro.strategy == RolloutStrategy.CANARY:
         progress.rollout = _step(
@@ -279,7 +296,7 @@ def _deployed(
             f"analysing the canary every {plan.spec.rollout.canary.interval_seconds}s",
         )
         return progress
-    return _succeeded(plan, progress, now, f"every pod runs {ro.image}")
+    return _succeeded(progress, now, f"every pod runs {ro.image}", release_of(plan.spec.app))
 
 
 def _grace(plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: datetime) -> Progress:
@@ -291,7 +308,7 @@ def _grace(plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: da
     if now < ends:
         return progress
     old = "green" if status.live_colour == "blue" else "blue"
-    return _succeeded(plan, progress, now, f"grace period over; {old} scaled to zero")
+    return _succeeded(progress, now, f"grace period over; {old} scaled to zero")
 
 
 def _superseded(
@@ -316,7 +333,9 @@ def _superseded(
         return progress
     if ro.step == GRACE:
         # The new release is live already; a newer one starts from here.
-        return _succeeded(plan, progress, now, "grace period cut short by a newer release")
+        return _succeeded(progress, now, "grace period cut short by a newer release")
+    if status.release is not None and status.release.revision == wanted:
+        return _rolled_back(progress, now, "spec.app went back to the running release")
     restarted = start(plan, status, now)
     restarted.events = [
         ("Normal", "RolloutSuperseded", f"{ro.revision} superseded by {wanted} before it finished"),
@@ -369,8 +388,13 @@ def _checked(
             )
             return progress
         canary.weight_percent = _weight(plan, canary.iteration)
+        # More canary pods start now: their wait for Ready counts from here.
         progress.rollout = ro.model_copy(
-            update={"canary": canary, "message": f"{summary}; weight {canary.weight_percent}%"}
+            update={
+                "canary": canary,
+                "step_started_at": now,
+                "message": f"{summary}; weight {canary.weight_percent}%",
+            }
         )
         return progress
     canary.failed_checks += 1
@@ -382,6 +406,13 @@ def _checked(
             progress, now, f"{canary.failed_checks} failed checks; the stable track kept serving"
         )
     return progress
+
+
+def roll_back(status: ScalePlanStatus, now: datetime, why: str) -> Progress:
+    """End the rollout in progress as rolled back, e.g. when the API server refused it."""
+    ro = status.rollout
+    assert ro is not None
+    return _rolled_back(Progress(ro, status.release, status.live_colour), now, why)
 
 
 def judge(reading: CanaryReading, plan: ScalePlan) -> str | None:
@@ -405,12 +436,12 @@ def judge(reading: CanaryReading, plan: ScalePlan) -> str | None:
 
 
 def describe(reading: CanaryReading) -> str:
-    def show(value: float | None, fmt: str) -> str:
-        return "n/a" if value is None else format(value, fmt)
+    def show(value: float | None, fmt: str, unit: str = "") -> str:
+        return "n/a" if value is None else format(value, fmt) + unit
 
     return (
         f"error rate {show(reading.error_rate, '.4f')}, "
-        f"p95 {show(reading.p95_latency_seconds, '.3f')}s"
+        f"p95 {show(reading.p95_latency_seconds, '.3f', 's')}"
     )
 
 
@@ -453,10 +484,14 @@ def _finish(ro: RolloutStatus, state: RolloutState, now: datetime, message: str)
     )
 
 
-def _succeeded(plan: ScalePlan, progress: Progress, now: datetime, detail: str) -> Progress:
+def _succeeded(
+    progress: Progress, now: datetime, detail: str, release: Release | None = None
+) -> Progress:
+    """Finish the rollout; `release` is what now runs, unless the switch already said so."""
     ro = progress.rollout
     assert ro is not None
-    progress.release = release_of(plan.spec.app)
+    if release is not None:
+        progress.release = release
     progress.rollout = _finish(ro, RolloutState.SUCCEEDED, now, f"{ro.image} rolled out: {detail}")
     progress.events.append(("Normal", "RolloutSucceeded", progress.rollout.message))
     return progress

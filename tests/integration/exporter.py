@@ -1,7 +1,7 @@
 """A synthetic exporter: the sample app's load series, with values a test sets.
 
 It serves app_active_users, http_requests_total and http_request_duration_seconds with
-`namespace` and `plan` labels (the lab Prometheus honours target labels) from its own
+`namespace` and `plan` labels (requests and latency also with the pods' `track`) (the lab Prometheus honours target labels) from its own
 registry on a free loopback port, so several can live in one test process.
 """
 
@@ -23,11 +23,13 @@ class SyntheticExporter:
             registry=self.registry,
         )  # fmt: skip
         self.requests = Counter(
-            "http_requests_total", "Requests, as the test counts them.", [*labels, "code"],
+            "http_requests_total", "Requests, as the test counts them.",
+            [*labels, "track", "code"],
             registry=self.registry,
         )  # fmt: skip
         self.duration = Histogram(
-            "http_request_duration_seconds", "Latency, as the test observes it.", labels,
+            "http_request_duration_seconds", "Latency, as the test observes it.",
+            [*labels, "track"],
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self._server, self._thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
@@ -39,11 +41,15 @@ class SyntheticExporter:
     def set_users(self, namespace: str, plan: str, users: float) -> None:
         self.active_users.labels(namespace=namespace, plan=plan).set(users)
 
-    def count_requests(self, namespace: str, plan: str, n: int, code: str = "200") -> None:
-        self.requests.labels(namespace=namespace, plan=plan, code=code).inc(n)
+    def count_requests(
+        self, namespace: str, plan: str, n: int, code: str = "200", track: str = "stable"
+    ) -> None:
+        self.requests.labels(namespace=namespace, plan=plan, track=track, code=code).inc(n)
 
-    def observe_latency(self, namespace: str, plan: str, seconds: float, n: int = 1) -> None:
-        histogram = self.duration.labels(namespace=namespace, plan=plan)
+    def observe_latency(
+        self, namespace: str, plan: str, seconds: float, n: int = 1, track: str = "stable"
+    ) -> None:
+        histogram = self.duration.labels(namespace=namespace, plan=plan, track=track)
         for _ in range(n):
             histogram.observe(seconds)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from kubernetes import client
 
+from phaseshift import rollout
 from phaseshift.api import GROUP, PLURAL, VERSION, parse_plan
 from phaseshift.kube import Kube, keyed
 from phaseshift.render import RenderContext, render_phase
@@ -93,12 +94,15 @@ class World:
         return {}
 
     def expected(self, phase: int) -> set[tuple[str, str, str]]:
+        return {k for k, o in keyed(self.rendered(phase)).items() if self.kube.served(o)}
+
+    def rendered(self, phase: int) -> list[dict[str, Any]]:
+        """The objects the plan should run in `phase`, the rollout in progress included."""
         plan = parse_plan(self.plan())
         name = secret_name(Scope(plan, phase, RenderContext(db_password="")))
         password = self.kube.read_secret_value(self.namespace, name, PASSWORD_KEY) or "unset"
-        colour = plan.status.live_colour or "blue"
-        objects = render_phase(plan, phase, RenderContext(db_password=password, live_colour=colour))
-        return {k for k, o in keyed(objects).items() if self.kube.served(o)}
+        stable, ctx = rollout.render_inputs(plan, plan.status, password)
+        return render_phase(stable, phase, ctx)
 
     def live(self) -> dict[tuple[str, str, str], Any]:
         return keyed(self.kube.list_managed(self.namespace, PLAN))

@@ -541,11 +541,6 @@ def test_a_third_revision_during_grace_ends_the_grace_period() -> None:
     assert machine.tracks().next_app is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_superseded ends the grace with _succeeded, which releases spec.app (the third "
-    "revision) instead of the live one: the third revision is never rolled out blue-green",
-)
 def test_a_third_revision_during_grace_gets_its_own_rollout() -> None:
     machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 300})
     machine.tick(20)
@@ -730,11 +725,6 @@ def test_not_ready_canaries_during_the_analysis_wait_within_the_deadline() -> No
     assert progress.events == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="during Analyse the deadline for not-ready pods counts from the start of the "
-    "analysis, not from the weight change that scaled the canary up",
-)
 def test_canaries_added_late_in_a_long_analysis_get_the_whole_deadline() -> None:
     machine = canary_in_analysis(intervalSeconds=400, iterations=5, weightPercent=10)
     machine.tick(410, reading=GOOD)
@@ -776,7 +766,6 @@ def test_describe_shows_both_values() -> None:
     assert rollout.describe(CanaryReading(None, 0.25)) == "error rate n/a, p95 0.250s"
 
 
-@pytest.mark.xfail(strict=True, reason="describe() appends the seconds unit to n/a: 'p95 n/as'")
 def test_describe_shows_a_missing_latency_without_a_unit() -> None:
     assert rollout.describe(CanaryReading(0.5, None)) == "error rate 0.5000, p95 n/a"
 
