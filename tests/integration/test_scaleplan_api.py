@@ -360,7 +360,18 @@ def test_status_written_from_the_models_is_accepted(
                 "signals": {USERS: 1500.5},
             }
         ),
-        rollout={"strategy": "BlueGreen", "anything": {"nested": [1, 2]}},
+        release=api.Release(revision="0123456789", app=api.App(image="registry.example/shop:1")),
+        rollout=api.RolloutStatus.model_validate(
+            {
+                "revision": "abcdef0123",
+                "image": "registry.example/shop:2",
+                "strategy": "Canary",
+                "state": "Progressing",
+                "step": "Analyse",
+                "startedAt": "2025-01-01T00:00:00Z",
+                "canary": {"iteration": 2, "failedChecks": 1, "weightPercent": 30},
+            }
+        ),
         history=history,
     )
     custom(kube).patch_namespaced_custom_object_status(
