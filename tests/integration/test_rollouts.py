@@ -5,6 +5,8 @@ moves them; a release that requests more CPU than any node has never becomes Rea
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from phaseshift.api import parse_plan
+from phaseshift.lab.cluster import LocalCluster
 from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.signals import fetch_canary
 
@@ -100,7 +103,7 @@ def selected_colour(world: World) -> str:
 
 
 def test_phase1_replaces_the_single_server(
-    world: World, operator: OperatorProcess, prometheus: PrometheusServer
+    world: World, operator: OperatorProcess, prometheus: PrometheusServer, cluster: LocalCluster
 ) -> None:
     start(world, pinned(prometheus, 1), 1)
     set_app(world, V2)
@@ -112,6 +115,13 @@ def test_phase1_replaces_the_single_server(
     assert world.status()["release"]["app"]["image"] == V2
     assert {"RolloutStarted", "RolloutSucceeded"} <= set(world.events())
     assert world.condition("RolloutInProgress")["reason"] == "Succeeded"
+    shown = subprocess.run(
+        [sys.executable, "-m", "phaseshift.cli", "status", PLAN, "-n", world.namespace,
+         "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f"rollout     Recreate of {V2}: Succeeded" in shown
+    assert f"release     {V2}" in shown
 
 
 # ------------------------------------------------------------------ phase 2
