@@ -177,6 +177,10 @@ def _printer_columns() -> list[dict[str, Any]]:
         },
         {"name": "Users", "type": "integer", "jsonPath": ".status.users"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        # `kubectl get sp -o wide`
+        {"name": "Image", "type": "string", "jsonPath": ".status.release.app.image", "priority": 1},
+        {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.state", "priority": 1},
+        {"name": "Step", "type": "string", "jsonPath": ".status.rollout.step", "priority": 1},
     ]
 
 

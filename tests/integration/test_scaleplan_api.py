@@ -392,6 +392,23 @@ def test_kubectl_get_sp_prints_the_columns(
     header, row = kubectl("get", "sp", "-n", namespace).stdout.strip().splitlines()
     assert header.split() == ["NAME", "PHASE", "TARGET", "READY", "USERS", "AGE"]
     assert row.split()[:5] == ["shop", "2", "3", "True", "123456"]
+    rollout = {
+        "release": {"revision": "abc", "app": {"image": "registry.example/shop:1"}},
+        "rollout": {
+            "revision": "def",
+            "image": "registry.example/shop:2",
+            "strategy": "BlueGreen",
+            "state": "Progressing",
+            "step": "Grace",
+            "startedAt": "2025-01-01T00:00:00Z",
+        },
+    }
+    custom(kube).patch_namespaced_custom_object_status(
+        api.GROUP, api.VERSION, namespace, api.PLURAL, "shop", {"status": rollout}
+    )
+    header, row = kubectl("get", "sp", "-n", namespace, "-o", "wide").stdout.strip().splitlines()
+    assert header.split()[-3:] == ["IMAGE", "ROLLOUT", "STEP"]
+    assert row.split()[-3:] == ["registry.example/shop:1", "Progressing", "Grace"]
 
 
 # ------------------------------------------- pydantic and the CRD agree (property test)

@@ -57,7 +57,9 @@ def test_names_scope_and_subresources() -> None:
     assert (v["name"], v["served"], v["storage"]) == ("v1alpha1", True, True)
     assert v["subresources"] == {"status": {}}
     columns = [c["name"] for c in v["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Target", "Ready", "Users", "Age"]
+    assert columns == ["Phase", "Target", "Ready", "Users", "Age", "Image", "Rollout", "Step"]
+    wide = [c["name"] for c in v["additionalPrinterColumns"] if c.get("priority") == 1]
+    assert wide == ["Image", "Rollout", "Step"]
 
 
 def test_the_schema_is_structural() -> None:
