@@ -171,6 +171,8 @@ class Reconciler:
                 status.rollout = waiting
             status.app_revision = rollout.revision_of(plan.spec.app)
             return
+        if rollout.stale_wait(plan, status):
+            status.rollout = None
         if not rollout.busy(status) and rollout.pending(plan, status):
             self._take(plan, status, rollout.start(plan, status, now))
             self._write_status(plan, status)  # a restart must find the rollout

@@ -210,6 +210,16 @@ def start(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
     )
 
 
+def stale_wait(plan: ScalePlan, status: ScalePlanStatus) -> bool:
+    """A Waiting record for a release spec.app no longer asks for: it never started."""
+    last = status.rollout
+    return (
+        last is not None
+        and last.state == RolloutState.WAITING
+        and last.revision != revision_of(plan.spec.app)
+    )
+
+
 def wait_for_transition(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> RolloutStatus:
     """The record of a rollout that must wait until the phase transition has finished."""
     move = status.transition

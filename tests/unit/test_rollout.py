@@ -807,6 +807,36 @@ def test_a_new_spec_app_mid_rollout_restarts_it(phase: int, ready: bool) -> None
     assert machine.tracks().app == (THIRD if phase in (1, 3) else OLD)
 
 
+@pytest.mark.parametrize("phase", [1, 2, 3, 4])
+def test_spec_back_to_the_release_mid_rollout_stops_it_without_a_new_one(phase: int) -> None:
+    machine = Machine.started(phase, live_colour="blue", canary=CANARY)
+    machine.tick(10, "shop-app")
+    machine.change_app(OLD)
+    progress = machine.tick(20, "shop-app")
+    assert reasons(progress.events) == ["RolloutRolledBack"]
+    assert machine.record.state == RolloutState.ROLLED_BACK
+    assert "went back to the running release" in machine.record.message
+    assert machine.release == rollout.release_of(OLD)
+    assert machine.tracks() == rollout.Tracks(OLD, live_colour="blue")
+    assert not machine.pending()
+
+
+def test_a_wait_for_a_release_no_longer_wanted_is_stale() -> None:
+    plan = make_plan(NEW)
+    status = running(1).model_copy(
+        update={
+            "transition": Transition.model_validate(
+                {"from": 1, "to": 2, "startedAt": at(0).isoformat()}
+            )
+        }
+    )
+    status.rollout = rollout.wait_for_transition(plan, status, at(1))
+    assert not rollout.stale_wait(plan, status)
+    reverted = make_plan(OLD)
+    assert rollout.stale_wait(reverted, status)
+    assert not rollout.pending(reverted, status)
+
+
 def test_the_restarted_rollout_gets_a_fresh_deadline() -> None:
     machine = Machine.started(3)
     machine.tick(DEADLINE - 1, "shop-app")
