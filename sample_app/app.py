@@ -235,10 +235,14 @@ def data_routes(rt: Runtime, users: bool, items: bool) -> list[BaseRoute]:
 
     async def get_user(request: Request) -> Response:
         user_id = request.path_params["id"]
-        try:
-            data = await run_in_threadpool(rt.data().get_user, user_id)
-        except Invalid:
-            data = None  # a malformed id names no user
+        svc = rt.data()
+        # A hit in process memory is answered here, without a hop to a worker thread.
+        data = svc.peek_user(user_id)
+        if data is None:
+            try:
+                data = await run_in_threadpool(svc.get_user, user_id)
+            except Invalid:
+                data = None  # a malformed id names no user
         if data is None:
             return error(404, "not_found", "no such user")
         rt.metrics.active.touch(user_id)
@@ -255,16 +259,23 @@ def data_routes(rt: Runtime, users: bool, items: bool) -> list[BaseRoute]:
         owner = request.query_params.get("owner")
         if owner is not None and owner == "":
             raise Invalid("'owner' must not be empty", 400)
-        data = await run_in_threadpool(rt.data().list_items, owner, limit)
+        svc = rt.data()
+        data = svc.peek_items(owner, limit) if owner else None
+        if data is None:
+            data = await run_in_threadpool(svc.list_items, owner, limit)
         if owner:
             rt.metrics.active.touch(owner)
         return json_bytes(data)
 
     async def get_item(request: Request) -> Response:
-        try:
-            data = await run_in_threadpool(rt.data().get_item, request.path_params["id"])
-        except Invalid:
-            data = None
+        item_id = request.path_params["id"]
+        svc = rt.data()
+        data = svc.peek_item(item_id)
+        if data is None:
+            try:
+                data = await run_in_threadpool(svc.get_item, item_id)
+            except Invalid:
+                data = None
         if data is None:
             return error(404, "not_found", "no such item")
         return json_bytes(data)

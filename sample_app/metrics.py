@@ -77,6 +77,12 @@ class Metrics:
             "app_active_users", "Distinct users seen in the sliding window.", ["plan"], registry=r
         )
         self.cache_hits = Counter("cache_hits", "Cache hits.", ["plan"], registry=r)
+        self.cache_local_hits = Counter(
+            "cache_local_hits",
+            "Cache hits served from the process's own memory (also counted in cache_hits).",
+            ["plan"],
+            registry=r,
+        )
         self.cache_misses = Counter("cache_misses", "Cache misses.", ["plan"], registry=r)
         self.cache_errors = Counter(
             "cache_errors",
@@ -163,6 +169,7 @@ class Metrics:
         # first scrape: rate() over a series that appears late misses its first hit.
         for counter in (
             self.cache_hits,
+            self.cache_local_hits,
             self.cache_misses,
             self.cache_errors,
             self.queue_published,

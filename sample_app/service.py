@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from .cache import Cache, item_key, owner_items_key, recent_write_key, user_key
+from .cache import Cache, Token, item_key, owner_items_key, recent_write_key, user_key
 from .config import Settings
 from .events import EventPublisher
 from .metrics import Metrics
@@ -162,8 +162,12 @@ class DataService:
         return self.has_replicas and self.recent.recent(user_id)
 
     def _cached(self, key: str, load: Any, fresh: bool, field: str | None = None) -> bytes | None:
-        if self.cache is not None:
-            hit = self.cache.get(key, field)
+        cache = self.cache
+        token: Token | None = None
+        if cache is not None:
+            # Taken before anything is read: a write in between voids the fill below.
+            token = cache.token(key)
+            hit = cache.get(key, field)
             if hit is not None:
                 return hit
         value = load(fresh)
@@ -174,9 +178,23 @@ class DataService:
         if value is None:
             return None
         data = dumps(value)
-        if self.cache is not None:
-            self.cache.set(key, data, field=field)
+        if cache is not None:
+            cache.set(key, data, field=field, token=token)
         return data
+
+    # Answers from the process's own memory only, or None: cheap and non-blocking, so
+    # the HTTP layer tries them before handing the request to a worker thread.
+
+    def peek_user(self, user_id: str) -> bytes | None:
+        return None if self.cache is None else self.cache.peek(user_key(user_id))
+
+    def peek_items(self, owner: str, limit: int) -> bytes | None:
+        if self.cache is None:
+            return None
+        return self.cache.peek(owner_items_key(owner), str(limit))
+
+    def peek_item(self, item_id: str) -> bytes | None:
+        return None if self.cache is None else self.cache.peek(item_key(item_id))
 
     def get_user(self, user_id: str) -> bytes | None:
         validate_id(user_id, "id")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 from conftest import PgDb, RedisServer
-from sampleapp_helpers import client, metric, new_user
+from sampleapp_helpers import client, eventually, metric, new_user
 
 from sample_app.cache import owner_items_key, user_key
 
@@ -83,6 +83,17 @@ def test_redis_cluster_as_the_cache(pg_db: PgDb, redis_cluster: list[RedisServer
             assert len(c.get("/items", params={"owner": owner}).json()["items"]) == 1
             assert c.get(f"/users/{owner}").json()["item_count"] == 1
         assert metric(c, "cache_hits_total") == hits + 16
+        assert metric(c, "cache_errors_total") == 0
+
+        # The in-process level works against a cluster too, and a write invalidates it.
+        def read_locally() -> bool:
+            before = metric(c, "cache_local_hits_total")
+            c.get("/items", params={"owner": owners[0]})
+            return metric(c, "cache_local_hits_total") > before
+
+        eventually(read_locally, timeout=10)
+        c.post("/items", json={"owner": owners[0], "name": "y"})
+        assert len(c.get("/items", params={"owner": owners[0]}).json()["items"]) == 2
         assert metric(c, "cache_errors_total") == 0
     # The keys were spread over the cluster's primaries.
     holders = {
