@@ -44,6 +44,13 @@ Environment
   REDIS_URL            redis://host:port/0: cache-aside, invalidated on write
   REDIS_CLUSTER        true: REDIS_URL is a startup node of a Redis Cluster
   CACHE_TTL_SECONDS    cache entry lifetime (default 30)
+  CACHE_LOCAL_TTL_SECONDS   with REDIS_URL, the longest an entry is served from the
+                       process's own memory in front of Redis (default 1; 0 turns that
+                       level off, every lookup then goes to Redis); the staleness bound
+                       should another process's invalidation be lost
+  CACHE_LOCAL_MAX_ENTRIES, CACHE_LOCAL_MAX_BYTES   bounds of that level, least recently
+                       used first out (defaults 10000 and 33554432, i.e. 32 MiB; 0 turns
+                       the level off)
   QUEUE_URL            amqp://user:pass@host:port/%2F: writes publish jobs (phase 3+)
   KAFKA_BOOTSTRAP      host:port[,host:port]: domain events to topic phaseshift.events
   USER_SERVICE_URL, DATA_SERVICE_URL   upstreams of the gateway role
@@ -58,6 +65,8 @@ Metrics (every series labelled plan)
   http_request_duration_seconds{route,method}   histogram
   app_active_users        distinct users (X-User-Id or the user in the request), 5 min
   cache_hits_total, cache_misses_total, cache_errors_total, cache_up
+  cache_local_hits_total  the hits served from the process's own memory (also counted in
+                          cache_hits_total); the rest of the hits went to Redis
   queue_depth, queue_published_total, queue_publish_errors_total, queue_outbox_pending
   worker_jobs_total{outcome}, db_queries_total{target}, db_errors_total,
   events_published_total, events_publish_errors_total, gateway_upstream_errors_total{service}

@@ -166,6 +166,9 @@ class Runtime:
                 self.metrics,
                 settings.cache_ttl_seconds,
                 cluster=settings.redis_cluster,
+                local_max_entries=settings.cache_local_max_entries,
+                local_max_bytes=settings.cache_local_max_bytes,
+                local_ttl_seconds=settings.cache_local_ttl_seconds,
             )
         jobs = JobPublisher(settings.queue_url, self.metrics) if settings.queue_url else None
         events = (

@@ -9,7 +9,7 @@ request.
 Level 1 (LocalCache) keeps recently read values, as the JSON bytes Redis holds, in
 this process for at most `local_ttl_seconds` (1 s by default), bounded in entries
 and bytes (least recently used first out). A hit there costs no network round trip.
-Its freshness:
+A TTL or bound of 0 turns the level off. Its freshness:
 
 - writes made through this process invalidate it before the write returns, so a
   client that reads back through the same process always sees its write;
@@ -96,9 +96,10 @@ class LocalCache:
         ttl_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.max_entries = max(0, max_entries)
-        self.max_bytes = max(0, max_bytes)
         self.ttl = ttl_seconds
+        self.max_bytes = max(0, max_bytes)
+        # No entries at all when none could be kept or served: the level is off.
+        self.max_entries = max(0, max_entries) if ttl_seconds > 0 and self.max_bytes else 0
         self.clock = clock
         # Off until invalidations from other processes are known to arrive.
         self.enabled = False
@@ -204,7 +205,8 @@ class Cache:
         local_max_bytes: int = 32 * 1024 * 1024,
         local_ttl_seconds: float = 1.0,
     ) -> None:
-        """local_max_entries=0 turns the in-process level off (Redis only)."""
+        """local_ttl_seconds=0 (or a zero bound) turns the in-process level off: every
+        lookup goes to Redis."""
         self.metrics = metrics
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
         self.retry_after = retry_after

@@ -6,6 +6,7 @@ phase is expressed only through which of these variables are present.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,21 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {raw!r}")
     return value
@@ -52,6 +68,12 @@ class Settings:
     redis_url: str | None = None
     redis_cluster: bool = False
     cache_ttl_seconds: float = 30.0
+    # The cache's in-process level in front of Redis: how long an entry may be served
+    # from process memory (0 turns the level off) and its bounds (least recently used
+    # first out).
+    cache_local_ttl_seconds: float = 1.0
+    cache_local_max_entries: int = 10_000
+    cache_local_max_bytes: int = 32 * 1024 * 1024
     queue_url: str | None = None
     kafka_bootstrap: tuple[str, ...] = ()
     user_service_url: str | None = None
@@ -100,6 +122,9 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             redis_cluster=_truthy(env.get("REDIS_CLUSTER")),
             cache_ttl_seconds=_positive_float(env, "CACHE_TTL_SECONDS", 30.0),
+            cache_local_ttl_seconds=_positive_float(env, "CACHE_LOCAL_TTL_SECONDS", 1.0),
+            cache_local_max_entries=_non_negative_int(env, "CACHE_LOCAL_MAX_ENTRIES", 10_000),
+            cache_local_max_bytes=_non_negative_int(env, "CACHE_LOCAL_MAX_BYTES", 32 * 1024 * 1024),
             queue_url=env.get("QUEUE_URL") or None,
             kafka_bootstrap=_split(env.get("KAFKA_BOOTSTRAP")),
             user_service_url=(env.get("USER_SERVICE_URL") or "").rstrip("/") or None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import sys
 import time
@@ -214,6 +215,10 @@ def main(args: argparse.Namespace) -> int:
     if args.users < 1 or args.duration <= 0 or not 0 <= args.write_ratio <= 1:
         print("--users must be >= 1, --duration > 0, --write-ratio in [0, 1]", file=sys.stderr)
         return 2
+    # httpx logs every request at INFO: formatting those lines would cost the load side
+    # the CPU it needs to drive the target. The progress line and summary are printed.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     summary = asyncio.run(
         run_load(
             args.target,

@@ -186,6 +186,42 @@ def test_settings_from_env() -> None:
     assert defaults.static_dir.joinpath("index.html").exists()
 
 
+def test_the_cache_in_process_level_is_configured_by_the_environment() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.cache_local_ttl_seconds == 1.0
+    assert defaults.cache_local_max_entries == 10_000
+    assert defaults.cache_local_max_bytes == 32 * 1024 * 1024
+    s = Settings.from_env(
+        {
+            "CACHE_LOCAL_TTL_SECONDS": "0.25",
+            "CACHE_LOCAL_MAX_ENTRIES": "500",
+            "CACHE_LOCAL_MAX_BYTES": "1048576",
+        }
+    )
+    assert s.cache_local_ttl_seconds == 0.25
+    assert s.cache_local_max_entries == 500 and s.cache_local_max_bytes == 1 << 20
+    off = Settings.from_env({"CACHE_LOCAL_TTL_SECONDS": "0", "CACHE_LOCAL_MAX_ENTRIES": ""})
+    assert off.cache_local_ttl_seconds == 0 and off.cache_local_max_entries == 10_000
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CACHE_LOCAL_TTL_SECONDS", "soon", "must be a number"),
+        ("CACHE_LOCAL_TTL_SECONDS", "-1", "must not be negative"),
+        ("CACHE_LOCAL_TTL_SECONDS", "nan", "must be a finite number"),
+        ("CACHE_LOCAL_TTL_SECONDS", "inf", "must be a finite number"),
+        ("CACHE_LOCAL_MAX_ENTRIES", "1.5", "must be an integer"),
+        ("CACHE_LOCAL_MAX_ENTRIES", "-1", "must not be negative"),
+        ("CACHE_LOCAL_MAX_BYTES", "32MiB", "must be an integer"),
+        ("CACHE_LOCAL_MAX_BYTES", "-5", "must not be negative"),
+    ],
+)
+def test_bad_cache_local_settings_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} {message}, got '{value}'"):
+        Settings.from_env({name: value})
+
+
 @pytest.mark.parametrize(
     "env",
     [

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import redis
 from conftest import PgDb, RedisServer
 from sampleapp_helpers import client, eventually, metric, new_user, settings
@@ -81,6 +82,18 @@ def test_invalidating_a_key_drops_all_its_fields_and_voids_fills_under_way() -> 
     assert local.get("items:owner:o", "50") is None
     assert local.get("user:o") == b"user"
     assert local.invalidated_since("items:owner:o", token)
+
+
+@pytest.mark.parametrize(
+    ("max_entries", "max_bytes", "ttl"), [(100, 1 << 20, 0.0), (0, 1 << 20, 1.0), (100, 0, 1.0)]
+)
+def test_a_zero_ttl_or_bound_turns_the_local_level_off(
+    max_entries: int, max_bytes: int, ttl: float
+) -> None:
+    local = enabled(max_entries, max_bytes, ttl)
+    assert local.max_entries == 0
+    assert not local.put("k", None, b"v", local.token("k"))
+    assert local.get("k") is None and len(local) == 0
 
 
 def test_a_disabled_local_level_neither_serves_nor_stores() -> None:
@@ -246,3 +259,41 @@ def test_http_reads_are_answered_from_memory(pg_db: PgDb, redis_url: str) -> Non
         assert c.get(f"/items/{item}").json()["name"] == "lamp"
         # A malformed id is still a 404, not a cache question.
         assert c.get("/users/not-an-id").status_code == 404
+
+
+def test_the_environment_sizes_the_local_level(pg_db: PgDb, redis_url: str) -> None:
+    with client(
+        DATABASE_URL=pg_db.primary_url,
+        REDIS_URL=redis_url,
+        CACHE_LOCAL_TTL_SECONDS="2.5",
+        CACHE_LOCAL_MAX_ENTRIES="7",
+        CACHE_LOCAL_MAX_BYTES="4096",
+    ) as c:
+        local = c.app.state.runtime.service.cache.local  # type: ignore[attr-defined]
+        assert (local.ttl, local.max_entries, local.max_bytes) == (2.5, 7, 4096)
+
+
+def test_a_local_ttl_of_zero_sends_every_hit_to_redis(pg_db: PgDb, redis_url: str) -> None:
+    with client(
+        DATABASE_URL=pg_db.primary_url, REDIS_URL=redis_url, CACHE_LOCAL_TTL_SECONDS="0"
+    ) as c:
+        cache = c.app.state.runtime.service.cache  # type: ignore[attr-defined]
+        owner = new_user(c)
+        item = c.post("/items", json={"owner": owner, "name": "lamp"}).json()["id"]
+        for path in ("/items", f"/users/{owner}", f"/items/{item}"):
+            c.get(path, params={"owner": owner} if path == "/items" else None)  # fills Redis
+        hits = metric(c, "cache_hits_total")
+        for _ in range(5):
+            assert c.get("/items", params={"owner": owner}).json()["items"][0]["id"] == item
+            assert c.get(f"/users/{owner}").json()["item_count"] == 1
+            assert c.get(f"/items/{item}").json()["name"] == "lamp"
+        # Every read was a Redis hit; none came from process memory, which holds nothing
+        # and has no invalidation listener to keep.
+        assert metric(c, "cache_hits_total") == hits + 15
+        assert metric(c, "cache_local_hits_total") == 0
+        assert len(cache.local) == 0 and not cache.local.enabled
+        assert cache._listener is None
+        # Writes still invalidate Redis: the next read sees them.
+        c.post("/items", json={"owner": owner, "name": "desk"})
+        assert len(c.get("/items", params={"owner": owner}).json()["items"]) == 2
+        assert c.get(f"/users/{owner}").json()["item_count"] == 2
