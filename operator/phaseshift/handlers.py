@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # While a transition or a rollout waits for something, look again this often.
 TRANSITION_POLL_SECONDS = 1.0
+# How often a sleeping daemon looks at its (locally cached) body for a new generation.
+SPEC_POLL_SECONDS = 0.25
 
 
 @kopf.on.startup()
@@ -44,6 +47,7 @@ async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped
         interval = float(
             body.get("spec", {}).get("policy", {}).get("evaluationIntervalSeconds", 15)
         )
+        seen = _generation(body)
         if memo.leader.is_leader:
             decide = time.time() >= next_decision
             await _tick(body, memo, decide=decide)
@@ -54,10 +58,25 @@ async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped
             if busy(body.get("status") or {})
             else seconds_to_next_tick(interval, time.time())
         )
-        await stopped.wait(wait)
+        await _sleep(body, stopped, wait, seen)
 
 
-def busy(status: dict[str, Any]) -> bool:
+def _generation(body: kopf.Body) -> Any:
+    return body.get("metadata", {}).get("generation")
+
+
+async def _sleep(body: kopf.Body, stopped: kopf.DaemonStopped, seconds: float, seen: Any) -> None:
+    """Sleep until the next tick, or until the spec differs from the one the last tick
+    saw (kopf keeps `body` current): a new spec.app starts its rollout at once."""
+    deadline = time.monotonic() + seconds
+    while not stopped:
+        left = deadline - time.monotonic()
+        if left <= 0 or _generation(body) != seen:
+            return
+        await stopped.wait(min(left, SPEC_POLL_SECONDS))
+
+
+def busy(status: Mapping[str, Any]) -> bool:
     """A transition or a rollout is waiting for something the cluster does."""
     rollout = status.get("rollout") or {}
     return bool(status.get("transition")) or rollout.get("state") == "Progressing"

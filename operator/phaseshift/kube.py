@@ -226,5 +226,22 @@ def api_message(error: DynamicApiError) -> str:
         return str(error.reason)
 
 
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: keys that went away,
+    at any depth, become null; objects are patched key by key; anything else is replaced."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before or key not in old:
+            patch[key] = value
+    return patch
+
+
 def keyed(objects: Iterable[Obj]) -> dict[tuple[str, str, str], Obj]:
     return {(o["apiVersion"], o["kind"], o["metadata"]["name"]): o for o in objects}

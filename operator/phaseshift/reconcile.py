@@ -31,7 +31,7 @@ from phaseshift.api import (
     record_history,
 )
 from phaseshift.api import Decision as RecordedDecision
-from phaseshift.kube import Kube, api_message, keyed, permanent
+from phaseshift.kube import Kube, api_message, keyed, merge_patch, permanent
 from phaseshift.metrics import OperatorMetrics
 from phaseshift.render import RenderContext, render_migration_job, render_phase
 from phaseshift.render.credentials import PASSWORD_KEY
@@ -387,9 +387,7 @@ class Reconciler:
         old = plan.status.to_json()
         if new == old:
             return
-        # A merge patch keeps what it does not mention: fields that went away become null.
-        patch: dict[str, Any] = {**dict.fromkeys(old), **new}
-        self.kube.patch_status(plan.namespace, plan.name, patch)
+        self.kube.patch_status(plan.namespace, plan.name, merge_patch(old, new))
         plan.status = status.model_copy(deep=True)
 
     def _event(self, plan: ScalePlan, type_: str, reason: str, message: str) -> None:

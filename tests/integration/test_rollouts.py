@@ -18,6 +18,7 @@ from phaseshift.api import parse_plan
 from phaseshift.lab.cluster import LocalCluster
 from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.signals import fetch_canary
+from phaseshift.transition import not_ready
 
 from .operator_process import OperatorProcess
 from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
@@ -91,6 +92,11 @@ def start(world: World, body: dict[str, Any], phase: int) -> None:
     world.create(body)
     world.wait_phase(phase)
     wait_for(lambda: world.status().get("release"), what="the first release in status")
+    # An initial phase is applied in one go: let its workloads come up before measuring.
+    wait_for(
+        lambda: not not_ready(world.live(), world.rendered(phase)),
+        what=f"phase {phase}'s workloads Ready",
+    )
 
 
 def selected_colour(world: World) -> str:
@@ -122,6 +128,16 @@ def test_phase1_replaces_the_single_server(
     ).stdout  # fmt: skip
     assert f"rollout     Recreate of {V2}: Succeeded" in shown
     assert f"release     {V2}" in shown
+
+    # Fields that go away go away everywhere: status, release and the pod template.
+    set_app(world, V3, {"requests": {"cpu": "300m"}, "limits": {"cpu": "600m"}})
+    wait_rollout(world, V3, "Succeeded")
+    assert cpu_request(deployment(world, "app")) == "300m"
+    set_app(world, V4)
+    ro = wait_rollout(world, V4, "Succeeded")
+    assert "resources" not in world.status()["release"]["app"]
+    assert ro["fromRevision"] != ro["revision"] and "previous" not in ro
+    wait_for(lambda: cpu_request(deployment(world, "app")) != "300m", what="the default size back")
 
 
 # ------------------------------------------------------------------ phase 2
@@ -171,6 +187,7 @@ def test_blue_green_switches_only_to_a_ready_colour_and_keeps_the_old_one(
         assert image(blue) == V1 and blue["spec"]["replicas"] == 1
         assert world.status()["liveColour"] == "green"
         wait_rollout(world, V2, "Succeeded")
+    assert "previous" not in rollout_of(world)
     assert not watch.routed_to_unready(), watch.routed_to_unready()[:3]
     assert {s[2] for s in watch.samples} == {V1, V2}
     wait_for(lambda: deployment(world, "app-blue")["spec"]["replicas"] == 0, what="blue idle")
