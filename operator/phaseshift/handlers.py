@@ -48,16 +48,13 @@ async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped
             body.get("spec", {}).get("policy", {}).get("evaluationIntervalSeconds", 15)
         )
         seen = _generation(body)
+        waiting = busy(body.get("status") or {})
         if memo.leader.is_leader:
             decide = time.time() >= next_decision
-            await _tick(body, memo, decide=decide)
+            waiting = await _tick(body, memo, decide=decide)
             if decide:
                 next_decision = time.time() + seconds_to_next_tick(interval, time.time())
-        wait = (
-            TRANSITION_POLL_SECONDS
-            if busy(body.get("status") or {})
-            else seconds_to_next_tick(interval, time.time())
-        )
+        wait = TRANSITION_POLL_SECONDS if waiting else seconds_to_next_tick(interval, time.time())
         await _sleep(body, stopped, wait, seen)
 
 
@@ -82,7 +79,8 @@ def busy(status: Mapping[str, Any]) -> bool:
     return bool(status.get("transition")) or rollout.get("state") == "Progressing"
 
 
-async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> None:
+async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> bool:
+    """One reconcile in a worker thread; whether the plan waits for the cluster."""
     started = time.monotonic()
     try:
         plan = parse_plan(body)
@@ -91,8 +89,9 @@ async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> None:
     else:
         wanted = decide and not plan.status.transition
         signals = await memo.batcher.get(plan) if wanted else None
+    waiting = busy(body.get("status") or {})
     try:
-        await asyncio.to_thread(
+        waiting = await asyncio.to_thread(
             memo.reconciler.tick, body, signals, datetime.now(UTC), decide=decide
         )
     except Exception:
@@ -101,3 +100,4 @@ async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> None:
             "evaluating %s/%s failed", body["metadata"].get("namespace"), body["metadata"]["name"]
         )
     memo.metrics.tick_seconds.observe(time.monotonic() - started)
+    return waiting

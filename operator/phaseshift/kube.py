@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -171,11 +171,14 @@ class Kube:
         self._wrote("patch")
         return True
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> str:
+        """Merge-patch the plan's status; returns the plan's new resourceVersion."""
+        updated = client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}
         )
         self._wrote("status")
+        metadata = cast(dict[str, Any], updated).get("metadata") or {}
+        return str(metadata.get("resourceVersion", ""))
 
     def read_secret_value(self, namespace: str, name: str, key: str) -> str | None:
         try:
@@ -241,6 +244,16 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
         elif value != before or key not in old:
             patch[key] = value
     return patch
+
+
+def refused_object(error: DynamicApiError) -> tuple[str, str] | None:
+    """(kind, name) of the object an API error is about, when the server says."""
+    try:
+        details = json.loads(error.body or "").get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        return None
+    kind, name = details.get("kind"), details.get("name")
+    return (str(kind), str(name)) if kind and name else None
 
 
 def keyed(objects: Iterable[Obj]) -> dict[tuple[str, str, str], Obj]:

@@ -20,6 +20,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 
 from phaseshift import conditions, policy, rollout, transition
 from phaseshift.api import (
+    LABEL_COMPONENT,
     ConditionStatus,
     ConditionType,
     HistoryEntry,
@@ -31,19 +32,36 @@ from phaseshift.api import (
     record_history,
 )
 from phaseshift.api import Decision as RecordedDecision
-from phaseshift.kube import Kube, api_message, keyed, merge_patch, permanent
+from phaseshift.kube import (
+    Kube,
+    api_message,
+    keyed,
+    merge_patch,
+    permanent,
+    refused_object,
+)
 from phaseshift.metrics import OperatorMetrics
 from phaseshift.render import RenderContext, render_migration_job, render_phase
 from phaseshift.render.credentials import PASSWORD_KEY
 from phaseshift.render.credentials import secret_name as credentials_secret_name
-from phaseshift.render.scope import Scope
+from phaseshift.render.scope import LABEL_TRACK, Scope
 from phaseshift.signals import PlanSignals, fetch_canary
-from phaseshift.transition import Step
+from phaseshift.transition import Key, Step, key_of
 
 log = logging.getLogger(__name__)
 
 # Even when nothing changed, re-check the live objects this often to repair drift.
 RESYNC_SECONDS = 300.0
+
+
+@dataclass
+class _Written:
+    """The last status this process wrote for a plan, and the resourceVersions it
+    replaced: a body carrying one of those predates the write."""
+
+    resource_version: str
+    status: ScalePlanStatus
+    superseded: list[str]
 
 
 @dataclass
@@ -63,6 +81,7 @@ class Reconciler:
         self.metrics = metrics
         self.canary_query = canary_query
         self._applied: dict[str, _Applied] = {}
+        self._written: dict[str, _Written] = {}
         self._passwords: dict[str, str] = {}
 
     # ------------------------------------------------------------------ entry point
@@ -74,14 +93,16 @@ class Reconciler:
         now: datetime,
         *,
         decide: bool = True,
-    ) -> None:
+    ) -> bool:
         """One pass over the plan. `decide` is False on the quick ticks between two
-        evaluations, which only move a transition or a rollout along."""
+        evaluations, which only move a transition or a rollout along. Returns whether a
+        transition or a rollout is waiting for the cluster (worth a quick next tick)."""
         try:
             plan = parse_plan(body)
         except InvalidSpec as e:
             self._invalid(body, e.message, now)
-            return
+            return False
+        plan = self._fresh(plan)
         status = plan.status.model_copy(deep=True)
         if status.phase is None:
             self._initialize(plan, status, now)
@@ -94,6 +115,7 @@ class Reconciler:
         status.observed_generation = plan.metadata.generation
         self._conditions(plan, status, now)
         self._write_status(plan, status)
+        return status.transition is not None or rollout.busy(status)
 
     # ------------------------------------------------------------------ phases
 
@@ -161,6 +183,8 @@ class Reconciler:
         if status.release is None:
             # A plan from before releases were recorded: what runs is spec.app.
             status.release = rollout.release_of(plan.spec.app)
+        # Only phase 2 has colours; leaving it retires both, and coming back starts blue.
+        status.live_colour = (status.live_colour or "blue") if status.phase == 2 else None
         if status.transition is not None:
             if rollout.pending(plan, status):
                 waiting = rollout.wait_for_transition(plan, status, now)
@@ -184,30 +208,52 @@ class Reconciler:
         before = rollout.tracks(plan, status)
         self._take(plan, status, rollout.advance(plan, status, observed, now))
         if rollout.tracks(plan, status) != before:
+            # Record the step before acting on it: a restart must not undo a switch.
+            self._write_status(plan, status)
             self._apply_steady(plan, status, now)
+
+    def _desired(
+        self, plan: ScalePlan, status: ScalePlanStatus
+    ) -> tuple[list[dict[str, Any]], set[Key]]:
+        """The current phase as it should run now, and the keys of the objects the rollout
+        in progress changes compared with the released app alone."""
+        assert status.phase is not None
+        current = self._render(plan, status.phase, status)
+        if not rollout.busy(status):
+            return current, set()
+        steady = keyed(
+            self._render(plan, status.phase, status.model_copy(update={"rollout": None}))
+        )
+        return current, {key_of(o) for o in current if steady.get(key_of(o)) != o}
 
     def _apply_steady(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> None:
         """Apply the phase as it should run now; a new release the API server refuses
         (an invalid template, a quota) is rolled back instead of retried forever."""
         assert status.phase is not None
+        current, changed = self._desired(plan, status)
         try:
-            self._apply_all(plan, self._render(plan, status.phase, status))
+            self._apply_all(plan, current)
         except DynamicApiError as e:
-            if not (permanent(e) and rollout.busy(status)):
+            ro = status.rollout
+            refused = refused_object(e)
+            blamed = refused is None or refused in {(kind, name) for _, kind, name in changed}
+            if not (permanent(e) and blamed and ro and rollout.busy(status)):
                 raise
+            if ro.step == rollout.GRACE:
+                raise  # the new release is live already; the old colour is what failed
             why = f"the API server refused the new release: {api_message(e)}"
             self._take(plan, status, rollout.roll_back(status, now, why))
+            self._write_status(plan, status)
             self._apply_all(plan, self._render(plan, status.phase, status), force=True)
 
     def _observe(self, plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> rollout.Observed:
-        assert status.phase is not None
-        app = [
-            o
-            for o in self._render(plan, status.phase, status)
-            if o["kind"] == "Deployment" and transition.is_app(o)
-        ]
+        """The Deployments the rollout changed that are not rolled out yet, and the canary's
+        metrics when a check is due. Other workloads (an HPA scaling the stable track,
+        a worker restarting) are not the release's business."""
+        current, changed = self._desired(plan, status)
+        watched = [o for o in current if o["kind"] == "Deployment" and key_of(o) in changed]
         live = keyed(self.kube.list_managed(plan.namespace, plan.name, [("apps/v1", "Deployment")]))
-        not_ready = transition.not_ready(live, app)
+        not_ready = transition.not_ready(live, watched)
         reading = None
         if not not_ready and rollout.check_due(plan, status, now):
             reading = self.canary_query(plan, now)
@@ -339,8 +385,19 @@ class Reconciler:
     def _render(self, plan: ScalePlan, phase: int, status: ScalePlanStatus) -> list[dict[str, Any]]:
         """The phase as it should run now: the released app on the stable track, and
         whatever the rollout in progress runs beside it."""
-        stable, ctx = rollout.render_inputs(plan, status, self._password(plan))
+        replicas = self._stable_replicas(plan) if phase == 4 and rollout.busy(status) else {}
+        stable, ctx = rollout.render_inputs(plan, status, self._password(plan), replicas)
         return render_phase(stable, phase, ctx)
+
+    def _stable_replicas(self, plan: ScalePlan) -> dict[str, int]:
+        """Service -> live replicas of its stable Deployment: canaries are sized to it."""
+        replicas = {}
+        for live in self.kube.list_managed(plan.namespace, plan.name, [("apps/v1", "Deployment")]):
+            labels = live["metadata"].get("labels") or {}
+            template = (live["spec"].get("template") or {}).get("metadata") or {}
+            if (template.get("labels") or {}).get(LABEL_TRACK) == "stable":
+                replicas[labels.get(LABEL_COMPONENT, "")] = int(live["spec"].get("replicas") or 0)
+        return replicas
 
     def _live(self, plan: ScalePlan) -> dict[tuple[str, str, str], Mapping[str, Any]]:
         return keyed(self.kube.list_managed(plan.namespace, plan.name))
@@ -387,8 +444,24 @@ class Reconciler:
         old = plan.status.to_json()
         if new == old:
             return
-        self.kube.patch_status(plan.namespace, plan.name, merge_patch(old, new))
+        before = plan.metadata.resource_version
+        after = self.kube.patch_status(plan.namespace, plan.name, merge_patch(old, new))
         plan.status = status.model_copy(deep=True)
+        plan.metadata.resource_version = after
+        written = self._written.get(self._plan_id(plan))
+        superseded = written.superseded if written else []
+        self._written[self._plan_id(plan)] = _Written(
+            after, plan.status, [*superseded, before][-8:]
+        )
+
+    def _fresh(self, plan: ScalePlan) -> ScalePlan:
+        """`plan`, with the status this process last wrote when the body handed in is
+        older than that write: kopf's copy follows the watch, which may lag a tick."""
+        written = self._written.get(self._plan_id(plan))
+        if written is None or plan.metadata.resource_version not in written.superseded:
+            return plan
+        metadata = plan.metadata.model_copy(update={"resource_version": written.resource_version})
+        return plan.model_copy(update={"metadata": metadata, "status": written.status})
 
     def _event(self, plan: ScalePlan, type_: str, reason: str, message: str) -> None:
         try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -78,7 +78,10 @@ def stable_plan(plan: ScalePlan, status: ScalePlanStatus) -> ScalePlan:
 
 
 def render_inputs(
-    plan: ScalePlan, status: ScalePlanStatus, db_password: str
+    plan: ScalePlan,
+    status: ScalePlanStatus,
+    db_password: str,
+    stable_replicas: Mapping[str, int] | None = None,
 ) -> tuple[ScalePlan, RenderContext]:
     """What to hand `render_phase` so it renders the phase as it should run now."""
     now = tracks(plan, status)
@@ -87,6 +90,7 @@ def render_inputs(
         live_colour=now.live_colour,
         next_app=now.next_app,
         canary_weight=now.canary_weight,
+        stable_replicas=dict(stable_replicas or {}),
     )
     return stable_plan(plan, status), ctx
 
@@ -342,8 +346,18 @@ def _superseded(
         progress.events.append(("Warning", "RolloutRolledBack", progress.rollout.message))
         return progress
     if ro.step == GRACE:
-        # The new release is live already; a newer one starts from here.
-        return _succeeded(progress, now, "grace period cut short by a newer release")
+        # The new release is live already: end its grace, then roll the newer one out.
+        done = _succeeded(progress, now, "grace period cut short by a newer release")
+        after = status.model_copy(
+            update={
+                "rollout": done.rollout,
+                "release": done.release,
+                "live_colour": done.live_colour,
+            }
+        )
+        restarted = start(plan, after, now)
+        restarted.events = [*done.events, *restarted.events]
+        return restarted
     if status.release is not None and status.release.revision == wanted:
         return _rolled_back(progress, now, "spec.app went back to the running release")
     restarted = start(plan, status, now)

@@ -112,6 +112,12 @@ def workload_ready(live: Obj) -> bool:
         observed = status.get("observedGeneration", 0) >= generation
         ready = status.get("readyReplicas", 0) or 0
         updated = status.get("updatedReplicas", 0) or 0
+        if kind == "Deployment":
+            # As `kubectl rollout status`: no old pods left, and the new ones available
+            # (readyReplicas alone also counts old pods still serving).
+            old = (status.get("replicas", 0) or 0) - updated
+            available = status.get("availableReplicas", 0) or 0
+            return bool(observed and updated >= want and old <= 0 and available >= want)
         return bool(observed and ready >= want and updated >= want)
     if kind == "Job":
         return bool((status.get("succeeded") or 0) >= 1)

@@ -194,32 +194,46 @@ def test_blue_green_switches_only_to_a_ready_colour_and_keeps_the_old_one(
     assert image(deployment(world, "app-green")) == V2
     assert "RolloutSwitched" in world.events()
 
-    # Within the grace period, going back to the previous release switches straight back.
+    # A newer release during the grace period ends it and gets a blue-green rollout of its
+    # own; going back to the previous release within a grace switches straight back.
     world.patch({"spec": {"rollout": {"blueGreen": {"graceSeconds": 600}}}})
     set_app(world, V3)
+    wait_for(
+        lambda: rollout_of(world).get("image") == V3 == image(deployment(world, "app-blue")),
+        what="V3 on blue",
+    )
     wait_for(lambda: rollout_of(world).get("step") == "Grace", what="the switch to V3")
     assert selected_colour(world) == "blue"
-    set_app(world, V2)
-    ro = wait_rollout(world, V3, "RolledBack", timeout=30)
-    assert "switched the Service back to green" in ro["message"]
+    set_app(world, V4)
+    wait_for(
+        lambda: rollout_of(world).get("image") == V4 and rollout_of(world).get("step") == "Grace",
+        what="V4 rolled out blue-green in its turn",
+    )
     assert selected_colour(world) == "green"
-    assert world.status()["release"]["app"]["image"] == V2
-    wait_for(lambda: deployment(world, "app-blue")["spec"]["replicas"] == 0, what="blue idle")
+    assert image(deployment(world, "app-green")) == V4
+    blue = deployment(world, "app-blue")
+    assert image(blue) == V3 and blue["spec"]["replicas"] == 1
+    set_app(world, V3)
+    ro = wait_rollout(world, V4, "RolledBack", timeout=30)
+    assert "switched the Service back to blue" in ro["message"]
+    assert selected_colour(world) == "blue"
+    assert world.status()["release"]["app"]["image"] == V3
+    wait_for(lambda: deployment(world, "app-green")["spec"]["replicas"] == 0, what="green idle")
 
     # A release whose pods never become Ready is never routed to, and is rolled back.
     world.patch({"spec": {"rollout": {"rolling": {"progressDeadlineSeconds": 5}}}})
     with ColourWatch(world) as watch:
-        set_app(world, V3, UNSCHEDULABLE)
+        set_app(world, V2, UNSCHEDULABLE)
         wait_for(
-            lambda: deployment(world, "app-blue")["spec"]["replicas"] == 1,
-            what="blue scaled up with the unschedulable release",
+            lambda: deployment(world, "app-green")["spec"]["replicas"] == 1,
+            what="green scaled up with the unschedulable release",
         )
-        ro = wait_rollout(world, V3, "RolledBack")
+        ro = wait_rollout(world, V2, "RolledBack")
     assert "progress deadline" in ro["message"]
-    assert {s[0] for s in watch.samples} == {"green"}
+    assert {s[0] for s in watch.samples} == {"blue"}
     assert not watch.routed_to_unready()
-    wait_for(lambda: deployment(world, "app-blue")["spec"]["replicas"] == 0, what="blue idle")
-    assert world.status()["release"]["app"]["image"] == V2
+    wait_for(lambda: deployment(world, "app-green")["spec"]["replicas"] == 0, what="green idle")
+    assert world.status()["release"]["app"]["image"] == V3
     assert world.condition("RolloutInProgress")["reason"] == "RolledBack"
 
 

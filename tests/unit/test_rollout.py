@@ -123,7 +123,10 @@ class Machine:
         self, seconds: float, *not_ready: str, reading: CanaryReading | None = None
     ) -> Progress:
         observed = Observed(not_ready=not_ready, reading=reading)
-        return self.take(rollout.advance(self.plan, self.status, observed, at(seconds)))
+        progress = self.take(rollout.advance(self.plan, self.status, observed, at(seconds)))
+        # As the shell does after every tick: spec.app has now been acted on.
+        self.status.app_revision = rollout.revision_of(self.plan.spec.app)
+        return progress
 
     def change_app(self, app: App) -> None:
         spec = self.plan.spec.model_copy(update={"app": app})
@@ -529,27 +532,26 @@ def test_blue_green_switches_back_instantly_when_spec_returns_during_grace() -> 
     assert not machine.pending()
 
 
-def test_a_third_revision_during_grace_ends_the_grace_period() -> None:
+def test_a_third_revision_during_grace_ends_the_grace_and_rolls_out_blue_green() -> None:
     machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 300})
     machine.tick(20)
     machine.change_app(THIRD)
     progress = machine.tick(60)
-    assert machine.record.state == RolloutState.SUCCEEDED
-    assert machine.record.revision == rollout.revision_of(NEW)
-    assert machine.status.live_colour == "green"
-    assert "RolloutSucceeded" in reasons(progress.events)
-    assert machine.tracks().next_app is None
-
-
-def test_a_third_revision_during_grace_gets_its_own_rollout() -> None:
-    machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 300})
-    machine.tick(20)
-    machine.change_app(THIRD)
-    machine.tick(60)
-    # What is live is the second revision; the third one still has to be rolled out.
+    assert reasons(progress.events) == ["RolloutSucceeded", "RolloutStarted"]
+    # What is live is the second revision; the third goes to the idle colour, blue.
     assert machine.release == rollout.release_of(NEW)
-    assert machine.tracks().app == NEW
-    assert machine.pending()
+    assert machine.status.live_colour == "green"
+    record = machine.record
+    assert (record.revision, record.state, record.step) == (
+        rollout.revision_of(THIRD),
+        RolloutState.PROGRESSING,
+        rollout.DEPLOY,
+    )
+    assert record.from_revision == rollout.revision_of(NEW)
+    assert machine.tracks() == rollout.Tracks(NEW, next_app=THIRD, live_colour="green")
+    machine.tick(70)
+    assert machine.status.live_colour == "blue"
+    assert machine.release == rollout.release_of(THIRD)
 
 
 def test_blue_green_rolls_back_when_the_idle_colour_never_gets_ready() -> None:

@@ -49,14 +49,27 @@ def obj(
 
 
 def deployment(
-    replicas: int, ready: int, updated: int, generation: int = 1, observed: int = 1
+    replicas: int,
+    ready: int,
+    updated: int,
+    generation: int = 1,
+    observed: int = 1,
+    old: int = 0,
 ) -> dict[str, Any]:
+    """A Deployment whose `ready` pods are available; `old` pods of the previous
+    template are still running beside the `updated` ones."""
     return obj(
         "Deployment",
         "app",
         api_version="apps/v1",
         spec={"replicas": replicas},
-        status={"readyReplicas": ready, "updatedReplicas": updated, "observedGeneration": observed},
+        status={
+            "replicas": max(updated, ready) + old,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "updatedReplicas": updated,
+            "observedGeneration": observed,
+        },
         generation=generation,
     )
 
@@ -195,6 +208,14 @@ def test_a_deployment_is_ready_when_every_replica_is_ready_and_updated() -> None
     assert not workload_ready(deployment(3, ready=3, updated=2))
 
 
+def test_a_deployment_with_old_pods_left_is_not_ready() -> None:
+    # maxUnavailable 0: the old pods keep serving until the new ones are available, so
+    # counting ready pods alone would call the rollout done one pod too early.
+    assert not workload_ready(deployment(3, ready=3, updated=3, old=1))
+    assert not workload_ready(deployment(3, ready=2, updated=3))
+    assert workload_ready(deployment(3, ready=3, updated=3, old=0))
+
+
 def test_a_deployment_whose_controller_lags_a_generation_is_not_ready() -> None:
     # The counts in status describe the previous spec until observedGeneration catches up.
     assert not workload_ready(deployment(3, ready=3, updated=3, generation=2, observed=1))
@@ -211,7 +232,13 @@ def test_replicas_default_to_one_and_zero_replicas_are_ready_once_observed() -> 
         "Deployment",
         "app",
         spec={},
-        status={"readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1},
+        status={
+            "replicas": 1,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+            "updatedReplicas": 1,
+            "observedGeneration": 1,
+        },
         generation=1,
     )
     assert workload_ready(no_replicas)

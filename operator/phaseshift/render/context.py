@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from phaseshift.api import App, Colour
 
@@ -23,12 +24,15 @@ class RenderContext:
         new release before the switch, the previous one during the grace period) and
         phase 4's canaries. None scales that track to zero.
     canary_weight: the share of phase 4's traffic, in percent, the canaries take.
+    stable_replicas: service -> pods its stable Deployment runs now (the HPA's choice);
+        the canaries are sized against it, and against the HPA's floor when unknown.
     """
 
     db_password: str
     live_colour: Colour = "blue"
     next_app: App | None = None
     canary_weight: int = 0
+    stable_replicas: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def idle_colour(self) -> Colour:

@@ -46,7 +46,12 @@ def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
         component=role,
         container=app_container(canary_scope, role=role, image=_image(canary_scope, role)),
         replicas=(
-            0 if next_app is None else canary_replicas(bounds.min_replicas, scope.ctx.canary_weight)
+            0
+            if next_app is None
+            else canary_replicas(
+                max(bounds.min_replicas, scope.ctx.stable_replicas.get(role, 0)),
+                scope.ctx.canary_weight,
+            )
         ),
         strategy=rolling(),
         service=role,

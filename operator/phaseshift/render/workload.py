@@ -31,9 +31,13 @@ def app_container(
     serves_http: bool = True,
 ) -> dict[str, Any]:
     app_port = scope.plan.spec.app.port
-    env = [{"name": "APP_ROLE", "value": role}]
-    # The plan's own variables come last: an explicit env entry wins over envFrom.
-    env += [{"name": e.name, "value": e.value} for e in scope.plan.spec.app.env]
+    # PORT also sits in the shared ConfigMap; set here it follows this pod's own release,
+    # so an idle colour or a canary with a new spec.app.port listens where it is probed.
+    values = {"APP_ROLE": role, "PORT": str(app_port)}
+    # The plan's own variables win over ours (one entry per name: env is a map list to
+    # server-side apply), and any explicit env entry wins over envFrom.
+    values.update({e.name: e.value for e in scope.plan.spec.app.env})
+    env = [{"name": name, "value": value} for name, value in values.items()]
     container: dict[str, Any] = {
         "name": "app",
         "image": image,

@@ -66,3 +66,12 @@ def test_canary_share_grows_with_the_weight(render) -> None:
     ]
     # Beside 3 stable pods: 10% -> 1, 30% -> 2, 50% -> as many as stable.
     assert sizes == [1, 2, 3]
+
+
+def test_canaries_are_sized_against_the_live_stable_track(render) -> None:
+    new = App(image="registry.example/shop:2.0")
+    objects = render(4, next_app=new, canary_weight=10, stable_replicas={"gateway": 20})
+    # 10% beside 20 stable gateway pods is 3 canary pods; a service whose live count is
+    # unknown falls back to the HPA's floor of 3, hence 1.
+    assert find(objects, "Deployment", "shop-gateway-canary")["spec"]["replicas"] == 3
+    assert find(objects, "Deployment", "shop-user-service-canary")["spec"]["replicas"] == 1

@@ -134,3 +134,22 @@ def test_plan_env_is_passed_to_the_app(render, make_plan) -> None:
     plan = make_plan(app={"env": [{"name": "FEATURE_X", "value": "on"}]})
     env = containers(_app(render(1, plan)))[0]["env"]
     assert {"name": "FEATURE_X", "value": "on"} in env
+
+
+def test_each_track_listens_on_its_own_release_port(render, make_plan) -> None:
+    plan = make_plan(app={"image": "registry.example/shop:1.0", "port": 8080})
+    objects = render(2, plan, live_colour="blue", next_app=App(image="x/shop:2", port=9090))
+    for colour, port in (("blue", "8080"), ("green", "9090")):
+        container = containers(_app(objects, f"shop-app-{colour}"))[0]
+        assert {"name": "PORT", "value": port} in container["env"]
+        assert container["ports"][0]["containerPort"] == int(port)
+
+
+def test_the_plans_env_wins_and_names_stay_unique(render, make_plan) -> None:
+    plan = make_plan(
+        app={"env": [{"name": "APP_ROLE", "value": "custom"}, {"name": "A", "value": "1"}]}
+    )
+    env = containers(_app(render(1, plan)))[0]["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names))
+    assert {"name": "APP_ROLE", "value": "custom"} in env
