@@ -68,6 +68,17 @@ def ready(dep: dict[str, Any]) -> bool:
     )
 
 
+def serving(dep: dict[str, Any]) -> bool:
+    """Every pod the Deployment wants is up and Ready: what a Service may route to. (A
+    spec change that leaves the pods alone, e.g. progressDeadlineSeconds, does not count.)"""
+    want, status = dep["spec"].get("replicas", 1), dep.get("status") or {}
+    return bool(
+        want > 0
+        and (status.get("readyReplicas") or 0) >= want
+        and (status.get("availableReplicas") or 0) >= want
+    )
+
+
 def rollout_of(world: World) -> dict[str, Any]:
     return dict(world.status().get("rollout") or {})
 
@@ -150,6 +161,7 @@ class ColourWatch:
     def __init__(self, world: World) -> None:
         self.world = world
         self.samples: list[tuple[str, bool, str]] = []
+        self.unready: list[Any] = []  # what a not-Ready sample saw, to say why
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -157,7 +169,9 @@ class ColourWatch:
         while not self._stop.is_set():
             colour = selected_colour(self.world)
             dep = deployment(self.world, f"app-{colour}")
-            self.samples.append((colour, ready(dep), image(dep)))
+            self.samples.append((colour, serving(dep), image(dep)))
+            if not serving(dep):
+                self.unready.append((dep["metadata"]["generation"], dep["spec"], dep.get("status")))
             self._stop.wait(0.1)
 
     def __enter__(self) -> ColourWatch:
@@ -231,7 +245,7 @@ def test_blue_green_switches_only_to_a_ready_colour_and_keeps_the_old_one(
         ro = wait_rollout(world, V2, "RolledBack")
     assert "progress deadline" in ro["message"]
     assert {s[0] for s in watch.samples} == {"blue"}
-    assert not watch.routed_to_unready()
+    assert not watch.routed_to_unready(), watch.unready[:2]
     wait_for(lambda: deployment(world, "app-green")["spec"]["replicas"] == 0, what="green idle")
     assert world.status()["release"]["app"]["image"] == V3
     assert world.condition("RolloutInProgress")["reason"] == "RolledBack"
