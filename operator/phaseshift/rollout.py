@@ -261,7 +261,7 @@ def advance(
     progress = Progress(ro, status.release, status.live_colour)
     wanted = revision_of(plan.spec.app)
     if ro.revision != wanted:
-        return _superseded(plan, status, progress, now)
+        return _superseded(plan, status, progress, observed, now)
     if ro.step == GRACE:
         return _grace(plan, status, progress, now)
     if observed.not_ready and ro.step in (DEPLOY, PROMOTE):
@@ -326,15 +326,21 @@ def _grace(plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: da
 
 
 def _superseded(
-    plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: datetime
+    plan: ScalePlan, status: ScalePlanStatus, progress: Progress, observed: Observed, now: datetime
 ) -> Progress:
     """spec.app changed again while a rollout was in progress."""
     ro = progress.rollout
     assert ro is not None
     wanted = revision_of(plan.spec.app)
     if ro.step == GRACE and ro.previous is not None and ro.previous.revision == wanted:
-        # The instant rollback the grace period exists for: the old colour is still up.
+        # The instant rollback the grace period exists for, once the old colour (still
+        # scaled, and watched as the rollout's second track) is Ready.
         back: Colour = "green" if status.live_colour == "blue" else "blue"
+        if observed.not_ready:
+            message = f"switching back to {back} once {', '.join(observed.not_ready[:5])} is Ready"
+            if ro.message != message:
+                progress.rollout = ro.model_copy(update={"message": message})
+            return progress
         progress.live_colour = back
         progress.release = ro.previous
         progress.rollout = _finish(

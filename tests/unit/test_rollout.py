@@ -532,6 +532,20 @@ def test_blue_green_switches_back_instantly_when_spec_returns_during_grace() -> 
     assert not machine.pending()
 
 
+def test_switching_back_during_grace_waits_for_the_old_colour_to_be_ready() -> None:
+    machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 300})
+    machine.tick(20)
+    assert machine.status.live_colour == "green"
+    machine.change_app(OLD)
+    machine.tick(30, "shop-app-blue")
+    assert machine.status.live_colour == "green"
+    assert machine.record.state == RolloutState.PROGRESSING
+    assert "once shop-app-blue is Ready" in machine.record.message
+    machine.tick(31)
+    assert machine.status.live_colour == "blue"
+    assert machine.record.state == RolloutState.ROLLED_BACK
+
+
 def test_a_third_revision_during_grace_ends_the_grace_and_rolls_out_blue_green() -> None:
     machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 300})
     machine.tick(20)
