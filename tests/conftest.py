@@ -37,7 +37,7 @@ def cluster() -> Iterator[local_cluster.LocalCluster]:
     try:
         binaries.ensure_built()
     except binaries.BinariesMissing as e:
-        pytest.skip(f"the local control plane cannot be built on this machine: {e}")
+        pytest.fail(f"the local control plane could not be built (tools/build.sh): {e}")
     name = f"test-{os.getpid()}"
     started = local_cluster.up(name, nodes=3)
     try:

@@ -20,7 +20,7 @@ def test_demo_check_climbs_to_phase_4_and_back(tmp_path: Path) -> None:
     try:
         binaries.ensure_built()
     except binaries.BinariesMissing as e:
-        pytest.skip(f"the local control plane cannot be built on this machine: {e}")
+        pytest.fail(f"the local control plane could not be built (tools/build.sh): {e}")
     name = f"demo-test-{uuid.uuid4().hex[:6]}"
     results = tmp_path / "results"
     result = subprocess.run(
