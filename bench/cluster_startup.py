@@ -34,18 +34,6 @@ NODES = 3
 REPLICAS = 3
 
 
-def down(name: str) -> None:
-    """`cluster.down`, then stop whatever it left running.
-
-    `kwokctl delete cluster` removes the cluster directory, PID files included, before
-    `down` reads them, so the volume provisioner outlives `down`; its PID is read first.
-    """
-    pids = local_cluster.LocalCluster(name).pids()
-    local_cluster.down(name)
-    for pid in pids:
-        local_cluster._terminate(pid)
-
-
 def time_cluster_up(name: str) -> float:
     started = time.monotonic()
     local_cluster.up(name, nodes=NODES)
@@ -145,7 +133,7 @@ def main() -> None:
             up_times.append(time_cluster_up(args.name))
             print(f"cluster up #{run + 1}: {up_times[-1]:.2f} s", flush=True)
             if run < args.runs - 1:
-                down(args.name)
+                local_cluster.down(args.name)
         cluster = local_cluster.LocalCluster(args.name)
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
         for n in range(args.deployments):
@@ -153,7 +141,7 @@ def main() -> None:
             print(f"Deployment Ready #{n + 1}: {deploy_times[-1]:.2f} s", flush=True)
         rss = control_plane_rss(cluster)
     finally:
-        down(args.name)
+        local_cluster.down(args.name)
 
     up_median = statistics.median(up_times)
     deploy_median = statistics.median(deploy_times)

@@ -31,20 +31,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from kubernetes import client, config
-from prometheus_client.parser import text_string_to_metric_families
 
 from phaseshift.api import GROUP, PLURAL, VERSION
 from phaseshift.lab import cluster as local_cluster
@@ -54,34 +49,13 @@ from phaseshift.lab.prometheus import PrometheusServer
 # the bench reuses them rather than keeping a second copy.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from bench.harness import make_namespace, metric_samples, operator_in  # noqa: E402
 from tests.integration.exporter import SyntheticExporter  # noqa: E402
 from tests.integration.operator_process import OperatorProcess  # noqa: E402
+from tests.integration.plans import wait_for  # noqa: E402
 
 MiB = 1024**2
 LOW_USERS, HIGH_USERS = 10, 5_000  # either side of phase 1's default threshold of 1,000
-T = TypeVar("T")
-
-
-def down(name: str) -> None:
-    """`cluster.down`, then stop whatever it left running.
-
-    `kwokctl delete cluster` removes the cluster directory, PID files included, before
-    `down` reads them, so the volume provisioner outlives `down`; its PID is read first.
-    """
-    pids = local_cluster.LocalCluster(name).pids()
-    local_cluster.down(name)
-    for pid in pids:
-        local_cluster._terminate(pid)
-
-
-def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, poll: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def plan_body(name: str, prometheus_url: str, interval: int, window: int) -> dict[str, Any]:
@@ -126,17 +100,6 @@ class Plans:
         return [(i.get("status") or {}).get("phase") for i in items["items"]]
 
 
-def metric_samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """All samples of one metric from a /metrics endpoint, keyed by their sorted labels."""
-    text = httpx.get(url, timeout=10).text
-    found: dict[tuple[tuple[str, str], ...], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
-
-
 def evaluations_by_plan(operator: OperatorProcess) -> dict[str, float]:
     url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
     samples = metric_samples(url, "phaseshift_evaluations_total")
@@ -155,25 +118,6 @@ def rss_bytes(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def make_namespace(api: client.ApiClient) -> str:
-    core = client.CoreV1Api(api)
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    # The operator's phase-1 pods are refused until the default ServiceAccount exists.
-    wait_for(lambda: core.list_namespaced_service_account(name).items, 30, "a ServiceAccount")
-    return name
-
-
-@contextmanager
-def operator_in(kubeconfig: Path, namespace: str, log_dir: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(kubeconfig, namespace, log_dir)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @dataclass
@@ -309,25 +253,6 @@ def scale(
         )
 
 
-def apply_crd(kubeconfig: Path) -> None:
-    kubectl = ["kubectl", "--kubeconfig", str(kubeconfig)]
-    crd = REPO_ROOT / "crds" / "scaleplan.yaml"
-    subprocess.run(
-        [*kubectl, "apply", "--server-side", "-f", str(crd)], check=True, capture_output=True
-    )
-    subprocess.run(
-        [
-            *kubectl,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/scaleplans.phaseshift.dev",
-        ],
-        check=True,
-        capture_output=True,
-    )
-
-
 def row(label: str, figure: str, target: str, met: bool) -> str:
     return f"  {label:<46} {figure:>14}   {target:<16} {'met' if met else 'MISSED'}"
 
@@ -354,13 +279,13 @@ def main() -> None:
             cluster = local_cluster.up(args.name, nodes=3)
             prometheus.start()
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            apply_crd(cluster.kubeconfig)
+            local_cluster.install_crd(cluster.kubeconfig)
             with SyntheticExporter() as exporter:
                 prometheus.add_target("bench-exporter", exporter.address)
                 report(args, api, cluster.kubeconfig, exporter, prometheus, tmp_dir)
         finally:
             prometheus.stop()
-            down(args.name)
+            local_cluster.down(args.name)
 
 
 def report(

@@ -51,45 +51,44 @@ import argparse
 import itertools
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 from kubernetes import client, config
-from prometheus_client.parser import text_string_to_metric_families
 
-from phaseshift.api import GROUP, PLURAL, VERSION, parse_plan
-from phaseshift.kube import Kube
+from phaseshift.api import GROUP, VERSION
 from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab.prometheus import PrometheusServer
-from phaseshift.signals import fetch_canary
+from phaseshift.transition import workload_ready
 
 # The synthetic exporter and the operator process helper live with the
 # integration tests; the bench reuses them rather than keeping a second copy.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from bench.harness import make_namespace, metric_samples, operator_in  # noqa: E402
 from tests.integration.exporter import SyntheticExporter  # noqa: E402
 from tests.integration.operator_process import OperatorProcess  # noqa: E402
+from tests.integration.plans import PLAN, USERS_FOR_PHASE, World, wait_for  # noqa: E402
+from tests.integration.rollouts import (  # noqa: E402
+    UNSCHEDULABLE,
+    Traffic,
+    canary_error_rate,
+    deployment,
+    image,
+    rollout_of,
+    serving,
+    set_app,
+)
 
-T = TypeVar("T")
-PLAN = "shop"
-# Users the exporter reports, so each pinned plan's own signal says the same phase.
-USERS_FOR_PHASE = {1: 10, 2: 5_000, 3: 200_000, 4: 2_000_000}
 POLL = 0.1
 IMAGE = "registry.example/shop"
-# Accepted by the API server, but no node has room for it: its pods stay Pending.
-UNSCHEDULABLE = {"requests": {"cpu": "1000"}, "limits": {"cpu": "1000"}}
 STRATEGIES = {1: "Recreate", 2: "BlueGreen", 3: "Rolling", 4: "Canary"}
 COLOUR_LABEL = "phaseshift.dev/colour"
 CANARY = {
@@ -103,77 +102,6 @@ CANARY = {
 
 
 # ------------------------------------------------------------------ plumbing
-
-
-def down(name: str) -> None:
-    """`cluster.down`, then stop whatever it left running.
-
-    `kwokctl delete cluster` removes the cluster directory, PID files included, before
-    `down` reads them, so the volume provisioner outlives `down`; its PID is read first.
-    """
-    pids = local_cluster.LocalCluster(name).pids()
-    local_cluster.down(name)
-    for pid in pids:
-        local_cluster._terminate(pid)
-
-
-def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, poll: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def apply_crd(kubeconfig: Path) -> None:
-    kubectl = ["kubectl", "--kubeconfig", str(kubeconfig)]
-    crd = REPO_ROOT / "crds" / "scaleplan.yaml"
-    subprocess.run(
-        [*kubectl, "apply", "--server-side", "-f", str(crd)], check=True, capture_output=True
-    )
-    subprocess.run(
-        [
-            *kubectl,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/scaleplans.phaseshift.dev",
-        ],
-        check=True,
-        capture_output=True,
-    )
-
-
-def make_namespace(api: client.ApiClient, phase: int) -> str:
-    core = client.CoreV1Api(api)
-    name = f"bench-p{phase}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    # The operator's pods are refused until the default ServiceAccount exists.
-    wait_for(lambda: core.list_namespaced_service_account(name).items, 30, "a ServiceAccount")
-    return name
-
-
-@contextmanager
-def operator_in(kubeconfig: Path, namespace: str, log_dir: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(kubeconfig, namespace, log_dir)
-    try:
-        process.start()
-        yield process
-    finally:
-        process.stop()
-
-
-def metric_samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """All samples of one metric from a /metrics endpoint, keyed by their sorted labels."""
-    text = httpx.get(url, timeout=10).text
-    found: dict[tuple[tuple[str, str], ...], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
 
 
 def writes_by_verb(operator: OperatorProcess) -> dict[str, float]:
@@ -197,88 +125,24 @@ def show_verbs(counts: dict[str, float]) -> str:
 # ------------------------------------------------------------------ the plan's world
 
 
-class World:
-    """One plan in its own namespace, and the exporter's series for it."""
-
-    def __init__(self, api: client.ApiClient, namespace: str, exporter: SyntheticExporter) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.kube = Kube(api)
-        self.namespace = namespace
-        self.exporter = exporter
-
-    def create(self, body: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
-
-    def patch(self, body: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, PLAN, body
-        )
-
-    def plan(self) -> dict[str, Any]:
-        obj: Any = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, PLAN
-        )
-        return dict(obj)
-
-    def status(self) -> dict[str, Any]:
-        return dict(self.plan().get("status") or {})
-
-    def users(self, n: float) -> None:
-        self.exporter.set_users(self.namespace, PLAN, n)
-
-    def events_since(self, since: datetime) -> list[str]:
-        """Reasons of the plan's Events posted at or after `since`, oldest first."""
-        # Read as plain objects: the typed client refuses Events without an eventTime.
-        resource = self.kube.dynamic.resources.get(api_version="events.k8s.io/v1", kind="Event")
-        found = []
-        for e in resource.get(namespace=self.namespace).to_dict()["items"]:
-            at = e.get("eventTime")
-            if (e.get("regarding") or {}).get("kind") != "ScalePlan" or not at:
-                continue
-            if datetime.fromisoformat(at) >= since:
-                found.append((datetime.fromisoformat(at), str(e.get("reason"))))
-        return [reason for _, reason in sorted(found)]
-
-    def settled_in(self, phase: int) -> bool:
-        status = self.status()
-        return status.get("phase") == phase and not status.get("transition")
-
-
-def image(dep: dict[str, Any] | None) -> str:
-    if dep is None:
-        return ""
-    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
-
-
-def ready(dep: dict[str, Any] | None) -> bool:
-    if dep is None:
-        return False
-    spec, status = dep["spec"], dep.get("status") or {}
-    want = spec.get("replicas", 1)
-    return bool(
-        want > 0
-        and status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
-        and (status.get("readyReplicas") or 0) >= want
-        and (status.get("updatedReplicas") or 0) >= want
-    )
-
-
-def deployment(world: World, name: str) -> dict[str, Any] | None:
-    return world.kube.get("apps/v1", "Deployment", world.namespace, f"{PLAN}-{name}")
-
-
 def settled(world: World) -> bool:
     """Every app Deployment of the plan that should run pods runs them, Ready."""
     deployments = world.kube.list_managed(world.namespace, PLAN, [("apps/v1", "Deployment")])
-    return all(ready(d) for d in deployments if d["spec"].get("replicas", 1) > 0)
+    return all(workload_ready(d) for d in deployments if d["spec"].get("replicas", 1) > 0)
 
 
-def rollout_of(world: World) -> dict[str, Any]:
-    return dict(world.status().get("rollout") or {})
-
-
-def set_app(world: World, image_: str, resources: dict[str, Any] | None = None) -> None:
-    world.patch({"spec": {"app": {"image": image_, "resources": resources}}})
+def events_since(world: World, since: datetime) -> list[str]:
+    """Reasons of the plan's Events posted at or after `since`, oldest first."""
+    # Read as plain objects: the typed client refuses Events without an eventTime.
+    resource = world.kube.dynamic.resources.get(api_version="events.k8s.io/v1", kind="Event")
+    found = []
+    for e in resource.get(namespace=world.namespace).to_dict()["items"]:
+        at = e.get("eventTime")
+        if (e.get("regarding") or {}).get("kind") != "ScalePlan" or not at:
+            continue
+        if datetime.fromisoformat(at) >= since:
+            found.append((datetime.fromisoformat(at), str(e.get("reason"))))
+    return [reason for _, reason in sorted(found)]
 
 
 def pinned_plan(prometheus_url: str, phase: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -303,40 +167,6 @@ def pinned_plan(prometheus_url: str, phase: int, args: argparse.Namespace) -> di
             },
         },
     }
-
-
-class Traffic:
-    """Keeps the stable and canary tracks' request and latency series moving."""
-
-    def __init__(self, exporter: SyntheticExporter, namespace: str) -> None:
-        self.exporter = exporter
-        self.namespace = namespace
-        self.error_share = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            errors = round(20 * self.error_share)
-            for track in ("stable", "canary"):
-                share = errors if track == "canary" else 0
-                self.exporter.count_requests(self.namespace, PLAN, 20 - share, "200", track)
-                if share:
-                    self.exporter.count_requests(self.namespace, PLAN, share, "500", track)
-                self.exporter.observe_latency(self.namespace, PLAN, 0.05, 5, track)
-            self._stop.wait(0.25)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-def canary_error_rate(world: World) -> float | None:
-    return fetch_canary(parse_plan(world.plan()), datetime.now(UTC)).error_rate
 
 
 # ------------------------------------------------------------------ measuring
@@ -406,15 +236,16 @@ class ColourSampler:
         switched = time.monotonic()
         self.samples += 1
         new = deps[self.new_colour]
-        scaled = new is not None and new["spec"].get("replicas", 1) > 0
+        scaled = new["spec"].get("replicas", 1) > 0
         if self.applied_at is None and scaled and image(new) == self.new_image:
             self.applied_at = seen
-        if self.ready_at is None and ready(new) and image(new) == self.new_image:
+        if self.ready_at is None and workload_ready(new) and image(new) == self.new_image:
             self.ready_at = seen
         if self.switched_at is None and selected == self.new_colour:
             self.switched_at = switched
-        if not ready(deps.get(selected)):
-            self.unready.append((selected, image(deps.get(selected))))
+        routed = deps.get(selected)
+        if routed is None or not serving(routed):
+            self.unready.append((selected, image(routed) if routed else "-"))
 
     def between(self, a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else b - a
@@ -510,7 +341,7 @@ def roll(
         sampler.patched_at = since
     seconds, ro, timeline, snapshots = follow(world, image_, state, since, sampler)
     writes, ticks_after = delta(writes_by_verb(operator), before), tick_totals(operator)
-    result = Rollout(seconds, writes, ro, timeline, snapshots, world.events_since(patched))
+    result = Rollout(seconds, writes, ro, timeline, snapshots, events_since(world, patched))
     result.colours = sampler
     count = ticks_after[1] - ticks_before[1]
     if count:
@@ -522,6 +353,7 @@ def roll(
             lambda: settled(world) and time.monotonic() - since - seconds,
             90,
             "every app Deployment Ready after the rollback",
+            poll=POLL,
         )
     if steady_ticks:
         result.steady_writes, result.steady_ticks = steady(operator, steady_ticks, interval)
@@ -767,7 +599,7 @@ def main() -> None:
             cluster = local_cluster.up(args.name, nodes=3)
             prometheus.start()
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            apply_crd(cluster.kubeconfig)
+            local_cluster.install_crd(cluster.kubeconfig)
             print(f"cluster and Prometheus up in {time.monotonic() - began:.1f} s", flush=True)
             with SyntheticExporter() as exporter:
                 prometheus.add_target("bench-exporter", exporter.address)
@@ -779,7 +611,7 @@ def main() -> None:
                     )
         finally:
             prometheus.stop()
-            down(args.name)
+            local_cluster.down(args.name)
     print()
     print(
         f"rollouts, evaluation interval {args.interval} s, API polled every {POLL} s "

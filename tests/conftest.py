@@ -85,12 +85,8 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def scaleplan_crd(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds" / "scaleplan.yaml"))
-    kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/scaleplans.phaseshift.dev",
-    )  # fmt: skip
+def scaleplan_crd(cluster: local_cluster.LocalCluster) -> None:
+    local_cluster.install_crd(cluster.kubeconfig)
 
 
 @pytest.fixture(scope="session")

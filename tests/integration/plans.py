@@ -21,13 +21,15 @@ PLAN = "shop"
 USERS_FOR_PHASE = {1: 10, 2: 5_000, 3: 200_000, 4: 2_000_000}
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: object = "") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 90.0, what: object = "", poll: float = 0.25
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.25)
+        time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -75,15 +77,16 @@ class World:
     def users(self, n: float) -> None:
         self.exporter.set_users(self.namespace, PLAN, n)
 
-    def wait_phase(self, phase: int, timeout: float = 120.0) -> dict[str, Any]:
-        def settled() -> dict[str, Any] | None:
-            status = self.status()
-            if status.get("phase") == phase and not status.get("transition"):
-                return status
-            return None
+    def settled_in(self, phase: int) -> dict[str, Any] | None:
+        """The status, when the plan runs `phase` with no transition under way."""
+        status = self.status()
+        if status.get("phase") == phase and not status.get("transition"):
+            return status
+        return None
 
+    def wait_phase(self, phase: int, timeout: float = 120.0) -> dict[str, Any]:
         result: dict[str, Any] = wait_for(
-            settled, timeout, f"phase {phase}; status: {self.status()}"
+            lambda: self.settled_in(phase), timeout, f"phase {phase}; status: {self.status()}"
         )
         return result
 

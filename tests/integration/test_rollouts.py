@@ -9,19 +9,27 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from phaseshift.api import parse_plan
 from phaseshift.lab.cluster import LocalCluster
 from phaseshift.lab.prometheus import PrometheusServer
-from phaseshift.signals import fetch_canary
-from phaseshift.transition import not_ready
+from phaseshift.transition import not_ready, workload_ready
 
 from .operator_process import OperatorProcess
 from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
+from .rollouts import (
+    UNSCHEDULABLE,
+    Traffic,
+    canary_error_rate,
+    deployment,
+    image,
+    rollout_of,
+    serving,
+    set_app,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +37,6 @@ V1 = "registry.example/shop:1.0"
 V2 = "registry.example/shop:2.0"
 V3 = "registry.example/shop:3.0"
 V4 = "registry.example/shop:4.0"
-# Accepted by the API server, but no node has room for it: its pods stay Pending.
-UNSCHEDULABLE = {"requests": {"cpu": "1000"}, "limits": {"cpu": "1000"}}
 # Refused by the API server: a request above its limit.
 INVALID = {"requests": {"cpu": "4"}, "limits": {"cpu": "1"}}
 ROLES = ("user-service", "data-service", "gateway")
@@ -43,44 +49,8 @@ def pinned(prometheus: PrometheusServer, phase: int, **rollout: Any) -> dict[str
     return body
 
 
-def deployment(world: World, name: str) -> dict[str, Any]:
-    found = world.kube.get("apps/v1", "Deployment", world.namespace, f"{PLAN}-{name}")
-    assert found is not None, f"Deployment {PLAN}-{name} is missing"
-    return found
-
-
-def image(dep: dict[str, Any]) -> str:
-    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
-
-
 def cpu_request(dep: dict[str, Any]) -> str:
     return str(dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
-
-
-def ready(dep: dict[str, Any]) -> bool:
-    spec, status = dep["spec"], dep.get("status") or {}
-    want = spec.get("replicas", 1)
-    return bool(
-        want > 0
-        and status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
-        and (status.get("readyReplicas") or 0) >= want
-        and (status.get("updatedReplicas") or 0) >= want
-    )
-
-
-def serving(dep: dict[str, Any]) -> bool:
-    """Every pod the Deployment wants is up and Ready: what a Service may route to. (A
-    spec change that leaves the pods alone, e.g. progressDeadlineSeconds, does not count.)"""
-    want, status = dep["spec"].get("replicas", 1), dep.get("status") or {}
-    return bool(
-        want > 0
-        and (status.get("readyReplicas") or 0) >= want
-        and (status.get("availableReplicas") or 0) >= want
-    )
-
-
-def rollout_of(world: World) -> dict[str, Any]:
-    return dict(world.status().get("rollout") or {})
 
 
 def wait_rollout(world: World, image_: str, state: str, timeout: float = 90.0) -> dict[str, Any]:
@@ -92,10 +62,6 @@ def wait_rollout(world: World, image_: str, state: str, timeout: float = 90.0) -
         ended, timeout, f"rollout of {image_} {state}: {rollout_of(world)}"
     )
     return result
-
-
-def set_app(world: World, image_: str, resources: dict[str, Any] | None = None) -> None:
-    world.patch({"spec": {"app": {"image": image_, "resources": resources}}})
 
 
 def start(world: World, body: dict[str, Any], phase: int) -> None:
@@ -272,7 +238,7 @@ def test_rolling_update_rolls_back_when_the_progress_deadline_passes(
     assert "progress deadline (5s) passed" in ro["message"]
     # Back to the previous template, and the old pods kept serving meanwhile.
     app = wait_for(
-        lambda: (d := deployment(world, "app")) and image(d) == V2 and ready(d) and d,
+        lambda: (d := deployment(world, "app")) and image(d) == V2 and workload_ready(d) and d,
         what="the previous template back and Ready",
     )
     assert cpu_request(app) == good_cpu
@@ -290,40 +256,6 @@ def test_rolling_update_rolls_back_when_the_progress_deadline_passes(
 # ------------------------------------------------------------------ phase 4
 
 
-class Traffic:
-    """Keeps the canary track's request and latency series moving, as a test sets them."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.error_share = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        exporter, ns = self.world.exporter, self.world.namespace
-        while not self._stop.is_set():
-            errors = round(20 * self.error_share)
-            for track in ("stable", "canary"):
-                share = errors if track == "canary" else 0
-                exporter.count_requests(ns, PLAN, 20 - share, "200", track=track)
-                if share:
-                    exporter.count_requests(ns, PLAN, share, "500", track=track)
-                exporter.observe_latency(ns, PLAN, 0.05, 5, track=track)
-            self._stop.wait(0.25)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-def canary_error_rate(world: World) -> float | None:
-    return fetch_canary(parse_plan(world.plan()), datetime.now(UTC)).error_rate
-
-
 def canary_plan(prometheus: PrometheusServer, **canary: Any) -> dict[str, Any]:
     spec = {
         "intervalSeconds": 2,
@@ -339,7 +271,7 @@ def canary_plan(prometheus: PrometheusServer, **canary: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def traffic(world: World) -> Iterator[Traffic]:
-    with Traffic(world) as traffic:
+    with Traffic(world.exporter, world.namespace) as traffic:
         yield traffic
 
 
@@ -379,7 +311,7 @@ def test_canary_is_promoted_when_healthy_and_rolled_back_when_not(
     # The stable track kept serving the previous release throughout.
     for role in ROLES:
         stable = deployment(world, role)
-        assert image(stable) == V2 and ready(stable)
+        assert image(stable) == V2 and workload_ready(stable)
     wait_for(
         lambda: all(deployment(world, f"{r}-canary")["spec"]["replicas"] == 0 for r in ROLES),
         what="canaries idle after the rollback",

@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from phaseshift.api import GROUP, PLURAL
+from phaseshift.crd import crd_yaml
 from phaseshift.lab import binaries
 from phaseshift.lab.prometheus import PrometheusServer
 
@@ -100,6 +102,23 @@ def _kwokctl(bin_dir: Path, *args: str, check: bool = True) -> subprocess.Comple
         tail = "\n".join(result.stdout.strip().splitlines()[-15:])
         raise ClusterError(f"kwokctl {' '.join(args[:3])} failed:\n{tail}")
     return result
+
+
+def install_crd(kubeconfig: Path) -> None:
+    """Apply the ScalePlan CRD (as `phaseshift crd` generates it) and wait until served."""
+    for args, stdin in (
+        (["apply", "--server-side", "-f", "-"], crd_yaml()),
+        (["wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}"], None),
+    ):
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {args[0]} of the CRD failed: {result.stderr.strip()}")
 
 
 def _kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:

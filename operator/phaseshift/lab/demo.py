@@ -24,7 +24,6 @@ import yaml
 from kubernetes import client, config
 
 from phaseshift.api import GROUP, PLURAL, VERSION
-from phaseshift.crd import crd_yaml
 from phaseshift.kube import Kube
 from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab.exporter import TrafficExporter
@@ -57,18 +56,6 @@ def cluster_name(check: bool) -> str:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> None:
-    result = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args[:2])} failed: {result.stderr.strip()}")
 
 
 class Operator:
@@ -181,11 +168,7 @@ def run_day(
     stack = ExitStack()
     with stack:
         results.mkdir(parents=True, exist_ok=True)
-        _kubectl(kubeconfig, "apply", "--server-side", "-f", "-", input=crd_yaml())
-        _kubectl(
-            kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
-            f"crd/{PLURAL}.{GROUP}",
-        )  # fmt: skip
+        local_cluster.install_crd(kubeconfig)
         api = config.new_client_from_config(config_file=str(kubeconfig))
         observer = Observer(api)
 
