@@ -164,6 +164,13 @@ MAX_THRESHOLD = 1e12
 Threshold = Annotated[float, Field(ge=0, le=MAX_THRESHOLD)]
 Phase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE)]
 Colour = Literal["blue", "green"]
+
+
+def other_colour(colour: Colour | None) -> Colour:
+    """The blue-green colour that is not `colour` (no colour yet counts as blue)."""
+    return "blue" if colour == "green" else "green"
+
+
 # Phases that can be left upward: phase 4 is the last.
 PromotablePhase = Annotated[int, Field(ge=MIN_PHASE, le=MAX_PHASE - 1)]
 Seconds = Annotated[int, Field(ge=0, le=86_400)]

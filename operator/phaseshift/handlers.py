@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
-from phaseshift.api import GROUP, PLURAL, VERSION, InvalidSpec, parse_plan
+from phaseshift import rollout
+from phaseshift.api import GROUP, PLURAL, VERSION, InvalidSpec, ScalePlanStatus, parse_plan
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped
             body.get("spec", {}).get("policy", {}).get("evaluationIntervalSeconds", 15)
         )
         seen = _generation(body)
-        waiting = busy(body.get("status") or {})
+        waiting = in_motion(body)
         if memo.leader.is_leader:
             decide = time.time() >= next_decision
             waiting = await _tick(body, memo, decide=decide)
@@ -73,10 +74,13 @@ async def _sleep(body: kopf.Body, stopped: kopf.DaemonStopped, seconds: float, s
         await stopped.wait(min(left, SPEC_POLL_SECONDS))
 
 
-def busy(status: Mapping[str, Any]) -> bool:
-    """A transition or a rollout is waiting for something the cluster does."""
-    rollout = status.get("rollout") or {}
-    return bool(status.get("transition")) or rollout.get("state") == "Progressing"
+def in_motion(body: kopf.Body) -> bool:
+    """What the plan's last written status says: a transition or a rollout under way."""
+    try:
+        status = ScalePlanStatus.model_validate(dict(body.get("status") or {}))
+    except ValidationError:
+        return False  # the reconciler reports what is wrong with it
+    return rollout.in_motion(status)
 
 
 async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> bool:
@@ -89,7 +93,7 @@ async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> bool:
     else:
         wanted = decide and not plan.status.transition
         signals = await memo.batcher.get(plan) if wanted else None
-    waiting = busy(body.get("status") or {})
+    waiting = in_motion(body)
     try:
         waiting = await asyncio.to_thread(
             memo.reconciler.tick, body, signals, datetime.now(UTC), decide=decide

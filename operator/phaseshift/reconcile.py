@@ -115,7 +115,7 @@ class Reconciler:
         status.observed_generation = plan.metadata.generation
         self._conditions(plan, status, now)
         self._write_status(plan, status)
-        return status.transition is not None or rollout.busy(status)
+        return rollout.in_motion(status)
 
     # ------------------------------------------------------------------ phases
 

@@ -37,6 +37,7 @@ from phaseshift.api import (
     RolloutStrategy,
     ScalePlan,
     ScalePlanStatus,
+    other_colour,
 )
 from phaseshift.render.context import RenderContext
 
@@ -98,6 +99,11 @@ def render_inputs(
 def busy(status: ScalePlanStatus) -> bool:
     """A rollout holds the app: a phase transition must wait for it."""
     return status.rollout is not None and status.rollout.state == RolloutState.PROGRESSING
+
+
+def in_motion(status: ScalePlanStatus) -> bool:
+    """A transition or a rollout is waiting for the cluster: worth a quick next look."""
+    return status.transition is not None or busy(status)
 
 
 def pending(plan: ScalePlan, status: ScalePlanStatus) -> bool:
@@ -286,7 +292,7 @@ def _deployed(
     assert ro is not None
     if ro.strategy == RolloutStrategy.BLUE_GREEN:
         old: Colour = status.live_colour or "blue"
-        new: Colour = "green" if old == "blue" else "blue"
+        new = other_colour(old)
         grace = plan.spec.rollout.blue_green.grace_seconds
         progress.live_colour = new
         progress.events.append(
@@ -321,7 +327,7 @@ def _grace(plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: da
     )
     if now < ends:
         return progress
-    old = "green" if status.live_colour == "blue" else "blue"
+    old = other_colour(status.live_colour)
     return _succeeded(progress, now, f"grace period over; {old} scaled to zero")
 
 
@@ -335,7 +341,7 @@ def _superseded(
     if ro.step == GRACE and ro.previous is not None and ro.previous.revision == wanted:
         # The instant rollback the grace period exists for, once the old colour (still
         # scaled, and watched as the rollout's second track) is Ready.
-        back: Colour = "green" if status.live_colour == "blue" else "blue"
+        back = other_colour(status.live_colour)
         if observed.not_ready:
             message = f"switching back to {back} once {', '.join(observed.not_ready[:5])} is Ready"
             if ro.message != message:

@@ -33,7 +33,3 @@ class RenderContext:
     next_app: App | None = None
     canary_weight: int = 0
     stable_replicas: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def idle_colour(self) -> Colour:
-        return "green" if self.live_colour == "blue" else "blue"
