@@ -211,6 +211,8 @@ class Reconciler:
             # Record the step before acting on it: a restart must not undo a switch.
             self._write_status(plan, status)
             self._apply_steady(plan, status, now)
+        if rollout.switching(status):
+            self._take(plan, status, rollout.switched(plan, status, now))
 
     def _desired(
         self, plan: ScalePlan, status: ScalePlanStatus
@@ -239,8 +241,8 @@ class Reconciler:
             blamed = refused is None or refused in {(kind, name) for _, kind, name in changed}
             if not (permanent(e) and blamed and ro and rollout.busy(status)):
                 raise
-            if ro.step == rollout.GRACE:
-                raise  # the new release is live already; the old colour is what failed
+            if ro.step in (rollout.SWITCH, rollout.GRACE):
+                raise  # the new release is Ready already; it is not what failed
             why = f"the API server refused the new release: {api_message(e)}"
             self._take(plan, status, rollout.roll_back(status, now, why))
             self._write_status(plan, status)

@@ -5,8 +5,9 @@ rollout is the process that carries the release to a new spec.app, and a rolled-
 release simply stays where it was. Each phase has its strategy, from the seed:
 
   phase 1  Recreate   Deploy (apply the new template; wait until Ready)
-  phase 2  BlueGreen  Deploy (the idle colour, scaled up) -> switch the Service once it
-                      is Ready -> Grace (the old colour stays scaled) -> old colour to zero
+  phase 2  BlueGreen  Deploy (the idle colour, scaled up) -> Switch (the Service, once the
+                      idle colour is Ready) -> Grace (the old colour stays scaled) -> old
+                      colour to zero
   phase 3  Rolling    Deploy (RollingUpdate, maxUnavailable 0)
   phase 4  Canary     Deploy (the canaries) -> Analyse (a check per interval against
                       Prometheus; the share grows per passed check) -> Promote (the stable
@@ -50,6 +51,7 @@ STRATEGY_BY_PHASE: dict[int, RolloutStrategy] = {
 
 # Steps recorded in status.rollout.step.
 DEPLOY = "Deploy"
+SWITCH = "Switch"
 GRACE = "Grace"
 ANALYSE = "Analyse"
 PROMOTE = "Promote"
@@ -145,8 +147,9 @@ def tracks(plan: ScalePlan, status: ScalePlanStatus) -> Tracks:
     if ro.strategy in (RolloutStrategy.RECREATE, RolloutStrategy.ROLLING):
         return Tracks(plan.spec.app, live_colour=colour)
     if ro.strategy == RolloutStrategy.BLUE_GREEN:
-        if ro.step == GRACE:
-            previous = ro.previous.app if ro.previous is not None else None
+        if ro.step in (SWITCH, GRACE):
+            # The old release stays up on the other colour, unless the switch goes back to it.
+            previous = ro.previous.app if ro.previous is not None and _forward(status) else None
             return Tracks(released, next_app=previous, live_colour=colour)
         return Tracks(released, next_app=plan.spec.app, live_colour=colour)
     weight = ro.canary.weight_percent if ro.canary is not None else 0
@@ -264,6 +267,9 @@ def advance(
     """The next state of the rollout in progress, given what the shell observed."""
     ro = status.rollout
     assert ro is not None and ro.state == RolloutState.PROGRESSING
+    if ro.step == SWITCH:
+        # Found after a restart: the shell has applied the recorded colour since.
+        return switched(plan, status, now)
     progress = Progress(ro, status.release, status.live_colour)
     wanted = revision_of(plan.spec.app)
     if ro.revision != wanted:
@@ -291,22 +297,11 @@ def _deployed(
     ro = progress.rollout
     assert ro is not None
     if ro.strategy == RolloutStrategy.BLUE_GREEN:
-        old: Colour = status.live_colour or "blue"
-        new = other_colour(old)
-        grace = plan.spec.rollout.blue_green.grace_seconds
+        new = other_colour(status.live_colour)
         progress.live_colour = new
-        progress.events.append(
-            (
-                "Normal",
-                "RolloutSwitched",
-                f"the Service now selects {new} ({ro.image}); {old} stays scaled for {grace}s",
-            )
-        )
-        progress.rollout = _step(ro, GRACE, now, f"{new} is live; {old} is kept for {grace}s")
+        progress.rollout = _step(ro, SWITCH, now, f"switching the Service to {new}")
         progress.rollout.previous = status.release
         progress.release = release_of(plan.spec.app)
-        if grace == 0:
-            return _succeeded(progress, now, f"{old} scaled to zero")
         return progress
     if ro.strategy == RolloutStrategy.CANARY:
         progress.rollout = _step(
@@ -317,6 +312,51 @@ def _deployed(
         )
         return progress
     return _succeeded(progress, now, f"every pod runs {ro.image}", release_of(plan.spec.app))
+
+
+def switching(status: ScalePlanStatus) -> bool:
+    """The Service is to select status.liveColour: recorded, not yet known to be applied.
+    The shell applies it, then calls `switched`."""
+    ro = status.rollout
+    return ro is not None and ro.state == RolloutState.PROGRESSING and ro.step == SWITCH
+
+
+def switched(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
+    """The Service now selects status.liveColour: the grace period of the new release
+    begins, or a switch back to the previous release ends the rollout."""
+    ro = status.rollout
+    assert ro is not None and switching(status)
+    progress = Progress(ro, status.release, status.live_colour)
+    live = status.live_colour or "blue"
+    old = other_colour(live)
+    if not _forward(status):
+        reverted = status.release.revision if status.release else ""
+        progress.rollout = _finish(
+            ro,
+            RolloutState.ROLLED_BACK,
+            now,
+            f"spec.app went back to {reverted}: switched the Service back to {live}",
+        )
+        progress.events.append(("Warning", "RolloutRolledBack", progress.rollout.message))
+        return progress
+    grace = plan.spec.rollout.blue_green.grace_seconds
+    progress.events.append(
+        (
+            "Normal",
+            "RolloutSwitched",
+            f"the Service now selects {live} ({ro.image}); {old} stays scaled for {grace}s",
+        )
+    )
+    progress.rollout = _step(ro, GRACE, now, f"{live} is live; {old} is kept for {grace}s")
+    if grace == 0:
+        return _succeeded(progress, now, f"{old} scaled to zero")
+    return progress
+
+
+def _forward(status: ScalePlanStatus) -> bool:
+    """The blue-green switch goes to the rollout's release, not back from it."""
+    ro = status.rollout
+    return ro is not None and status.release is not None and status.release.revision == ro.revision
 
 
 def _grace(plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: datetime) -> Progress:
@@ -349,13 +389,7 @@ def _superseded(
             return progress
         progress.live_colour = back
         progress.release = ro.previous
-        progress.rollout = _finish(
-            ro,
-            RolloutState.ROLLED_BACK,
-            now,
-            f"spec.app went back to {ro.previous.revision}: switched the Service back to {back}",
-        )
-        progress.events.append(("Warning", "RolloutRolledBack", progress.rollout.message))
+        progress.rollout = _step(ro, SWITCH, now, f"switching the Service back to {back}")
         return progress
     if ro.step == GRACE:
         # The new release is live already: end its grace, then roll the newer one out.

@@ -83,6 +83,8 @@ class Machine:
     plan: ScalePlan
     status: ScalePlanStatus
     events: list[EventSpec] = field(default_factory=list)
+    # The status as written before the Service was switched, at the last switch.
+    switch_recorded: ScalePlanStatus | None = None
 
     @classmethod
     def started(
@@ -124,6 +126,16 @@ class Machine:
     ) -> Progress:
         observed = Observed(not_ready=not_ready, reading=reading)
         progress = self.take(rollout.advance(self.plan, self.status, observed, at(seconds)))
+        if rollout.switching(self.status):
+            # As the shell does: a recorded switch is applied, then reported done.
+            self.switch_recorded = self.status.model_copy(deep=True)
+            switched = self.take(rollout.switched(self.plan, self.status, at(seconds)))
+            progress = Progress(
+                switched.rollout,
+                switched.release,
+                switched.live_colour,
+                [*progress.events, *switched.events],
+            )
         # As the shell does after every tick: spec.app has now been acted on.
         self.status.app_revision = rollout.revision_of(self.plan.spec.app)
         return progress
@@ -484,6 +496,59 @@ def test_blue_green_switches_the_service_once_the_idle_colour_is_ready(
     # The live colour runs the new release; the old one stays up on the other colour.
     assert machine.tracks() == Tracks(NEW, next_app=OLD, live_colour=idle)
     assert machine.busy()
+
+
+def test_the_switch_is_recorded_before_the_service_changes_and_reported_after() -> None:
+    machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 120})
+    recorded = rollout.advance(machine.plan, machine.status, Observed(), at(20))
+    # What the shell writes to status before it applies: the colour the Service is to
+    # select, and the tracks of the grace period, but no claim that it switched.
+    assert recorded.rollout is not None and recorded.rollout.step == rollout.SWITCH
+    assert recorded.rollout.state == RolloutState.PROGRESSING
+    assert "switching the Service to green" in recorded.rollout.message
+    assert recorded.live_colour == "green"
+    assert recorded.events == []
+    machine.take(recorded)
+    assert rollout.switching(machine.status)
+    assert machine.tracks() == Tracks(NEW, next_app=OLD, live_colour="green")
+    assert rollout.busy(machine.status)
+    # Once applied, the grace period starts, with the Event that says so.
+    done = machine.take(rollout.switched(machine.plan, machine.status, at(21)))
+    assert reasons(done.events) == ["RolloutSwitched"]
+    assert (machine.record.step, machine.record.step_started_at) == (rollout.GRACE, at(21))
+    assert not rollout.switching(machine.status)
+    assert machine.tracks() == Tracks(NEW, next_app=OLD, live_colour="green")
+
+
+@pytest.mark.parametrize("not_ready", [(), ("shop-app-green",)])
+def test_a_switch_found_after_a_restart_is_reported_done(not_ready: tuple[str, ...]) -> None:
+    # The shell applies the recorded colour before it asks `advance` anything.
+    machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 120})
+    machine.take(rollout.advance(machine.plan, machine.status, Observed(), at(20)))
+    progress = machine.take(
+        rollout.advance(machine.plan, machine.status, Observed(not_ready=not_ready), at(30))
+    )
+    assert reasons(progress.events) == ["RolloutSwitched"]
+    assert machine.record.step == rollout.GRACE
+    assert machine.status.live_colour == "green"
+
+
+def test_a_switch_back_is_recorded_as_a_switch_and_ends_rolled_back() -> None:
+    machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 300})
+    machine.tick(20)
+    machine.change_app(OLD)
+    machine.tick(60)
+    recorded = machine.switch_recorded
+    assert recorded is not None and recorded.rollout is not None
+    assert (recorded.rollout.step, recorded.rollout.state) == (
+        rollout.SWITCH,
+        RolloutState.PROGRESSING,
+    )
+    assert recorded.live_colour == "blue"
+    assert "switching the Service back to blue" in recorded.rollout.message
+    # While switching back, the release the rollout brought is no longer on any track.
+    assert rollout.tracks(machine.plan, recorded) == Tracks(OLD, next_app=None, live_colour="blue")
+    assert machine.record.state == RolloutState.ROLLED_BACK
 
 
 def test_blue_green_succeeds_when_the_grace_period_is_over() -> None:
