@@ -340,6 +340,10 @@ def roll(
     if sampler is not None:
         sampler.patched_at = since
     seconds, ro, timeline, snapshots = follow(world, image_, state, since, sampler)
+    # The tick that recorded the end applies it after the write (e.g. idle canaries):
+    # count its writes with the rollout's, not with the steady ticks after it.
+    ended = tick_totals(operator)[1]
+    wait_for(lambda: tick_totals(operator)[1] > ended, 30, "the last rollout tick", poll=0.02)
     writes, ticks_after = delta(writes_by_verb(operator), before), tick_totals(operator)
     result = Rollout(seconds, writes, ro, timeline, snapshots, events_since(world, patched))
     result.colours = sampler

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # While a transition or a rollout waits for something, look again this often.
 TRANSITION_POLL_SECONDS = 1.0
+# Look this long after a moment due by the clock, so the clock has surely passed it.
+DUE_SLACK_SECONDS = 0.01
 # How often a sleeping daemon looks at its (locally cached) body for a new generation.
 SPEC_POLL_SECONDS = 0.25
 
@@ -49,14 +52,21 @@ async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped
             body.get("spec", {}).get("policy", {}).get("evaluationIntervalSeconds", 15)
         )
         seen = _generation(body)
-        waiting = in_motion(body)
+        due = _in_motion(body)
         if memo.leader.is_leader:
             decide = time.time() >= next_decision
-            waiting = await _tick(body, memo, decide=decide)
+            due = await _tick(body, memo, decide=decide)
             if decide:
                 next_decision = time.time() + seconds_to_next_tick(interval, time.time())
-        wait = TRANSITION_POLL_SECONDS if waiting else seconds_to_next_tick(interval, time.time())
-        await _sleep(body, stopped, wait, seen)
+        await _sleep(body, stopped, seconds_to_look(due, interval, time.time()), seen)
+
+
+def seconds_to_look(due: float | None, interval: float, now: float) -> float:
+    """Until the next aligned tick when nothing is under way; else the next poll, or sooner
+    when the rollout has a moment due by the clock before it."""
+    if due is None:
+        return seconds_to_next_tick(interval, now)
+    return min(TRANSITION_POLL_SECONDS, due + DUE_SLACK_SECONDS)
 
 
 def _generation(body: kopf.Body) -> Any:
@@ -74,17 +84,18 @@ async def _sleep(body: kopf.Body, stopped: kopf.DaemonStopped, seconds: float, s
         await stopped.wait(min(left, SPEC_POLL_SECONDS))
 
 
-def in_motion(body: kopf.Body) -> bool:
-    """What the plan's last written status says: a transition or a rollout under way."""
+def _in_motion(body: kopf.Body) -> float | None:
+    """What the plan's last written status says, in `Reconciler.tick`'s terms: None when
+    nothing is under way, else no moment known to be due."""
     try:
         status = ScalePlanStatus.model_validate(dict(body.get("status") or {}))
     except ValidationError:
-        return False  # the reconciler reports what is wrong with it
-    return rollout.in_motion(status)
+        return None  # the reconciler reports what is wrong with it
+    return math.inf if rollout.in_motion(status) else None
 
 
-async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> bool:
-    """One reconcile in a worker thread; whether the plan waits for the cluster."""
+async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> float | None:
+    """One reconcile in a worker thread; see `Reconciler.tick` for what it returns."""
     started = time.monotonic()
     try:
         plan = parse_plan(body)
@@ -93,9 +104,9 @@ async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> bool:
     else:
         wanted = decide and not plan.status.transition
         signals = await memo.batcher.get(plan) if wanted else None
-    waiting = in_motion(body)
+    due = _in_motion(body)
     try:
-        waiting = await asyncio.to_thread(
+        due = await asyncio.to_thread(
             memo.reconciler.tick, body, signals, datetime.now(UTC), decide=decide
         )
     except Exception:
@@ -104,4 +115,4 @@ async def _tick(body: kopf.Body, memo: kopf.Memo, *, decide: bool) -> bool:
             "evaluating %s/%s failed", body["metadata"].get("namespace"), body["metadata"]["name"]
         )
     memo.metrics.tick_seconds.observe(time.monotonic() - started)
-    return waiting
+    return due

@@ -9,6 +9,7 @@ A tick that finds nothing to change writes nothing.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -93,10 +94,12 @@ class Reconciler:
         now: datetime,
         *,
         decide: bool = True,
-    ) -> bool:
+    ) -> float | None:
         """One pass over the plan. `decide` is False on the quick ticks between two
-        evaluations, which only move a transition or a rollout along. Returns whether a
-        transition or a rollout is waiting for the cluster (worth a quick next tick)."""
+        evaluations, which only move a transition or a rollout along. Returns None when
+        nothing is under way; else, while a transition or a rollout waits for the cluster,
+        the seconds until its next moment due by the clock (a canary check, the end of a
+        grace period; infinity when none), so the caller can look again in time."""
         try:
             plan = parse_plan(body)
         except InvalidSpec as e:
@@ -115,7 +118,10 @@ class Reconciler:
         status.observed_generation = plan.metadata.generation
         self._conditions(plan, status, now)
         self._write_status(plan, status)
-        return rollout.in_motion(status)
+        if not rollout.in_motion(status):
+            return None
+        due = rollout.due_at(plan, status)
+        return math.inf if due is None else max((due - now).total_seconds(), 0.0)
 
     # ------------------------------------------------------------------ phases
 

@@ -253,12 +253,30 @@ def wait_for_transition(plan: ScalePlan, status: ScalePlanStatus, now: datetime)
     )
 
 
+def due_at(plan: ScalePlan, status: ScalePlanStatus) -> datetime | None:
+    """The next moment the rollout in progress has something to do by the clock alone
+    (a canary check, the end of a grace period), so the shell can look exactly then."""
+    ro = status.rollout
+    if ro is None or ro.state != RolloutState.PROGRESSING:
+        return None
+    if ro.step == ANALYSE:
+        return _next_check_at(plan, ro)
+    if ro.step == GRACE:
+        return (ro.step_started_at or ro.started_at) + timedelta(
+            seconds=plan.spec.rollout.blue_green.grace_seconds
+        )
+    return None
+
+
 def check_due(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> bool:
     """Whether this tick should read the canary's metrics."""
-    ro = status.rollout
-    if ro is None or ro.state != RolloutState.PROGRESSING or ro.step != ANALYSE:
-        return False
-    return now >= _next_check_at(plan, ro)
+    due = due_at(plan, status)
+    return (
+        status.rollout is not None
+        and status.rollout.step == ANALYSE
+        and due is not None
+        and now >= due
+    )
 
 
 def advance(
@@ -360,12 +378,8 @@ def _forward(status: ScalePlanStatus) -> bool:
 
 
 def _grace(plan: ScalePlan, status: ScalePlanStatus, progress: Progress, now: datetime) -> Progress:
-    ro = progress.rollout
-    assert ro is not None
-    ends = (ro.step_started_at or ro.started_at) + timedelta(
-        seconds=plan.spec.rollout.blue_green.grace_seconds
-    )
-    if now < ends:
+    ends = due_at(plan, status)
+    if ends is not None and now < ends:
         return progress
     old = other_colour(status.live_colour)
     return _succeeded(progress, now, f"grace period over; {old} scaled to zero")

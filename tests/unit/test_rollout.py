@@ -682,6 +682,22 @@ def test_a_check_is_due_once_per_interval() -> None:
     assert not rollout.check_due(make_plan(NEW), running(4), at(1000))  # no rollout
 
 
+def test_the_next_check_and_the_end_of_a_grace_are_due_by_the_clock() -> None:
+    canary = Machine.started(4, canary=CANARY)
+    assert rollout.due_at(canary.plan, canary.status) is None  # waiting for pods, not time
+    canary.tick(10)
+    assert rollout.due_at(canary.plan, canary.status) == at(70)
+    canary.tick(75, reading=GOOD)
+    assert rollout.due_at(canary.plan, canary.status) == at(135)
+    blue_green = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 120})
+    assert rollout.due_at(blue_green.plan, blue_green.status) is None
+    blue_green.tick(20)
+    assert rollout.due_at(blue_green.plan, blue_green.status) == at(140)
+    blue_green.tick(140)
+    assert rollout.due_at(blue_green.plan, blue_green.status) is None  # succeeded
+    assert rollout.due_at(make_plan(NEW), running(2)) is None
+
+
 def test_no_reading_leaves_the_analysis_as_it_is() -> None:
     machine = canary_in_analysis()
     before = machine.record
