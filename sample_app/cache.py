@@ -6,6 +6,14 @@ the caller falls back to the database. After a failure the cache is bypassed for
 a short while, so an outage costs one timeout per interval rather than one per
 request.
 
+An invalidation that cannot reach Redis (it is down, or was found failing) is owed,
+not attempted: a write during an outage pays no timeout. Before this process uses
+Redis again it delivers what it owes (DEL and publish), so an entry that survived
+the outage (Redis kept its data, or only this process lost it) is not served. Owed
+keys are bounded (MAX_OWED_INVALIDATIONS); past that bound the process cannot say
+which entries are stale, so it leaves Redis alone until every entry it may have
+left stale has expired (the cache TTL after the last lost invalidation).
+
 Level 1 (LocalCache) keeps recently read values, as the JSON bytes Redis holds, in
 this process for at most `local_ttl_seconds` (1 s by default), bounded in entries
 and bytes (least recently used first out). A hit there costs no network round trip.
@@ -40,7 +48,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import redis
@@ -54,6 +62,9 @@ CACHE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
 # Writers publish the keys they invalidate here, space-separated.
 INVALIDATION_CHANNEL = "phaseshift:invalidate"
+
+# Invalidations kept for delivery once Redis is back; beyond this, the TTL rule holds.
+MAX_OWED_INVALIDATIONS = 10_000
 
 
 def user_key(user_id: str) -> str:
@@ -212,12 +223,16 @@ class Cache:
         self.retry_after = retry_after
         self._down_until = 0.0
         self._failures = 0
+        self._owed: set[str] = set()
+        self._blind_until = 0.0
+        self._delivering = threading.Lock()
         self._lock = threading.Lock()
         plan = metrics.plan
         self._hits = metrics.cache_hits.labels(plan=plan)
         self._local_hits = metrics.cache_local_hits.labels(plan=plan)
         self._misses = metrics.cache_misses.labels(plan=plan)
         self._up = metrics.cache_up.labels(plan=plan)
+        self._owed_gauge = metrics.cache_invalidations_owed.labels(plan=plan)
         self._reported_up = True
         self.local = LocalCache(local_max_entries, local_max_bytes, local_ttl_seconds)
         self._listener: threading.Thread | None = None
@@ -329,7 +344,7 @@ class Cache:
             return value
         if self._listener is None and self.local.max_entries:
             self._start_listener()  # started by the first read: writers alone need none
-        if not self.available:
+        if not self._usable():
             self._misses.inc()
             return None
         token = self.local.token(key)
@@ -361,7 +376,7 @@ class Cache:
         process memory too."""
         if token is not None and self.local.invalidated_since(key, token):
             return
-        if not self.available:
+        if not self._usable():
             return
         try:
             if field is None:
@@ -383,26 +398,72 @@ class Cache:
             self.local.put(key, field, value, token)
 
     def delete(self, *keys: str) -> None:
-        """Invalidate keys here, in Redis and (by a published message) in every process."""
+        """Invalidate keys here, in Redis and (by a published message) in every process;
+        while Redis cannot be reached, owe the Redis part (see the module's docstring)."""
         # Before the DEL, so that a fill already under way here is not stored; after
         # it, so that nothing read from Redis in between survives either.
         for key in keys:
             self.local.invalidate(key)
-        # One key per command: in a cluster the keys may live in different slots.
-        # Invalidation is attempted even while the cache looks down, because a stale
-        # entry that survives an outage would be served once it is back.
         try:
-            for key in keys:
-                self.client.delete(key)
-            self.client.publish(INVALIDATION_CHANNEL, " ".join(keys))
+            if self._usable():
+                self._invalidate(keys)
+            else:
+                self._owe(keys)
         except CACHE_ERRORS as exc:
             self._failed(exc)
+            self._owe(keys)
         finally:
             for key in keys:
                 self.local.invalidate(key)
 
+    def _invalidate(self, keys: Collection[str]) -> None:
+        # One key per command: in a cluster the keys may live in different slots, which
+        # a cluster pipeline sends to their nodes.
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        pipe.execute()
+        self.client.publish(INVALIDATION_CHANNEL, " ".join(keys))
+
+    def _owe(self, keys: Collection[str]) -> None:
+        with self._lock:
+            if (
+                time.monotonic() < self._blind_until
+                or len(self._owed) + len(keys) > MAX_OWED_INVALIDATIONS
+            ):
+                # Too many to remember: wait until whatever they left stale has expired.
+                self._owed.clear()
+                self._blind_until = time.monotonic() + self.ttl_ms / 1000
+            else:
+                self._owed.update(keys)
+            self._owed_gauge.set(len(self._owed))
+
+    def _usable(self) -> bool:
+        """Whether Redis may be used now: not bypassed after a failure, and every
+        invalidation it missed delivered first."""
+        if not self.available or time.monotonic() < self._blind_until:
+            return False
+        if not self._owed:
+            return True
+        if not self._delivering.acquire(blocking=False):
+            return False  # another request is delivering them; until then, the database
+        try:
+            with self._lock:
+                owed = list(self._owed)
+            self._invalidate(owed)
+        except CACHE_ERRORS as exc:
+            self._failed(exc)
+            return False
+        finally:
+            self._delivering.release()
+        with self._lock:
+            self._owed.difference_update(owed)
+            self._owed_gauge.set(len(self._owed))
+        log.info("cache back: delivered %d invalidations owed since the outage", len(owed))
+        return not self._owed
+
     def exists(self, key: str) -> bool:
-        if not self.available:
+        if not self._usable():
             return False
         try:
             return bool(self.client.exists(key))

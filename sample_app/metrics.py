@@ -90,6 +90,12 @@ class Metrics:
             ["plan"],
             registry=r,
         )
+        self.cache_invalidations_owed = Gauge(
+            "cache_invalidations_owed",
+            "Cache keys written while Redis could not be reached, invalidated once it is back.",
+            ["plan"],
+            registry=r,
+        )
         self.cache_up = Gauge(
             "cache_up",
             "1 while the cache answers, 0 while requests bypass it.",

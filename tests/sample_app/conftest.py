@@ -333,8 +333,8 @@ def redis_factory() -> Iterator[Callable[[], RedisServer]]:
     servers: list[RedisServer] = []
     root = Path(tempfile.mkdtemp(prefix="phaseshift-redis-"))
 
-    def make() -> RedisServer:
-        server = RedisServer(free_port(), root)
+    def make(*extra: str) -> RedisServer:
+        server = RedisServer(free_port(), root, list(extra))
         server.start()
         servers.append(server)
         return server

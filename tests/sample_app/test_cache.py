@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 import redis
 from conftest import PgDb, RedisServer
 from sampleapp_helpers import client, eventually, metric, new_user
 
-from sample_app.cache import owner_items_key, user_key
+from sample_app import cache as cache_module
+from sample_app.cache import Cache, owner_items_key, user_key
+from sample_app.metrics import Metrics
+
+RedisFactory = Callable[..., RedisServer]
 
 
 def test_reads_after_writes_are_correct_with_the_cache_on(pg_db: PgDb, redis_url: str) -> None:
@@ -103,3 +110,83 @@ def test_redis_cluster_as_the_cache(pg_db: PgDb, redis_cluster: list[RedisServer
         and redis.Redis(port=node.port).dbsize() > 0
     }
     assert len(holders) >= 2
+
+
+def test_writes_during_an_outage_invalidate_what_redis_kept_once_it_is_back(
+    pg_db: PgDb, redis_factory: RedisFactory
+) -> None:
+    server = redis_factory("--appendonly", "yes")  # keeps its data across a restart
+    kept = redis.Redis.from_url(server.url)
+    with client(DATABASE_URL=pg_db.primary_url, REDIS_URL=server.url) as c:
+        owner = new_user(c)
+        c.post("/items", json={"owner": owner, "name": "before"})
+        c.get("/items", params={"owner": owner})
+        c.get(f"/users/{owner}")
+        assert kept.exists(owner_items_key(owner), user_key(owner)) == 2
+
+        server.stop()
+        assert c.post("/items", json={"owner": owner, "name": "during"}).status_code == 201
+        assert metric(c, "cache_invalidations_owed") == 2
+        server.start()
+        # Redis came back with the entries cached before the write: stale now.
+        assert kept.exists(owner_items_key(owner), user_key(owner)) == 2
+
+        def fresh_and_delivered() -> bool:
+            listed = c.get("/items", params={"owner": owner}).json()["items"]
+            assert {i["name"] for i in listed} == {"before", "during"}
+            assert c.get(f"/users/{owner}").json()["item_count"] == 2
+            return metric(c, "cache_invalidations_owed") == 0 and metric(c, "cache_up") == 1
+
+        eventually(fresh_and_delivered, timeout=15)
+        # Cached afresh from the database after the owed invalidations were delivered.
+        listed = c.get("/items", params={"owner": owner}).json()["items"]
+        assert {i["name"] for i in listed} == {"before", "during"}
+        assert c.get(f"/users/{owner}").json()["item_count"] == 2
+
+
+def test_a_write_during_an_outage_does_not_wait_for_redis(redis_factory: RedisFactory) -> None:
+    server = redis_factory()
+    metrics = Metrics("shop")
+    cache = Cache(server.url, metrics, retry_after=600)
+    cache.set("k0", b"v")
+    server.stop()
+    cache.delete("k0")  # finds Redis down
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"plan": "shop"})
+
+    assert sample("cache_errors_total") == 1
+    for n in range(1, 50):
+        cache.delete(f"k{n}")
+    # No further attempt on Redis: the keys are owed, not tried and timed out one by one.
+    assert sample("cache_errors_total") == 1
+    assert sample("cache_invalidations_owed") == 50
+    cache.close()
+
+
+def test_too_many_owed_invalidations_keep_redis_unused_until_they_expire(
+    redis_factory: RedisFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "MAX_OWED_INVALIDATIONS", 3)
+    server = redis_factory("--appendonly", "yes")
+    cache = Cache(server.url, Metrics("shop"), ttl_seconds=5, retry_after=0.1)
+    cache.set("stale", b"old")
+    server.stop()
+    cache.delete("stale", "a")
+    cache.delete("b", "c")  # one more than can be remembered
+    server.start()
+    # Which entries are stale is no longer known: none is served until the TTL is over,
+    # by which time Redis has expired every one of them.
+    reads = []
+
+    def expired_and_back() -> bool:
+        reads.append(cache.get("stale"))
+        cache.set("probe", b"1")
+        return cache.get("probe") == b"1"
+
+    eventually(expired_and_back, timeout=15)
+    assert reads[:-1] == [None] * (len(reads) - 1)
+    assert cache.get("stale") is None
+    cache.set("fresh", b"new")
+    assert cache.get("fresh") == b"new"
+    cache.close()
