@@ -48,7 +48,8 @@ def test_climbs_through_every_phase_and_comes_back_down(
     ):
         assert reason in reasons
 
-    world.users(1)
+    # One phase down at a time: at 1 user the plan would demote on, past phase 3.
+    world.users(USERS_FOR_PHASE[3])
     world.wait_phase(3, timeout=180)
     live = world.live()
     retained = {
@@ -61,7 +62,9 @@ def test_climbs_through_every_phase_and_comes_back_down(
     assert all(
         live[k]["kind"] in ("StatefulSet", "PersistentVolumeClaim", "Secret") for k in stateful_left
     )
+    world.users(USERS_FOR_PHASE[2])
     world.wait_phase(2, timeout=180)
+    world.users(USERS_FOR_PHASE[1])
     world.wait_phase(1, timeout=180)
     history = world.status()["history"]
     moves = [(h["from"], h["to"]) for h in history]
@@ -74,10 +77,18 @@ def test_steady_ticks_write_nothing(
     world.users(USERS_FOR_PHASE[1])
     world.create(plan_body(prometheus.url))
     world.wait_phase(1)
-    evaluations = operator.metric("phaseshift_evaluations_total")
-    wait_for(
-        lambda: operator.metric("phaseshift_evaluations_total") >= evaluations + 2, what="two ticks"
-    )
+
+    def quiet_ticks() -> bool:
+        """Two whole ticks (counted once they end) without a write: settled."""
+        writes = operator.metric("phaseshift_api_writes_total")
+        ticks = operator.metric("phaseshift_tick_duration_seconds_count")
+        wait_for(
+            lambda: operator.metric("phaseshift_tick_duration_seconds_count") >= ticks + 3,
+            what="ticks",
+        )
+        return operator.metric("phaseshift_api_writes_total") == writes
+
+    wait_for(quiet_ticks, what="the plan to settle")
     writes = operator.metric("phaseshift_api_writes_total")
     evaluations = operator.metric("phaseshift_evaluations_total")
     wait_for(
@@ -128,11 +139,11 @@ def test_sigkill_mid_transition_resumes_without_orphans(
     world.create(plan_body(prometheus.url))
     world.wait_phase(1)
     world.users(USERS_FOR_PHASE[2])
-    wait_for(
-        lambda: (world.status().get("transition") or {}).get("step", 0) >= 1, what="a transition"
+    interrupted = wait_for(
+        lambda: (t := world.status().get("transition") or {}).get("step", 0) >= 1 and t,
+        what="a transition",
     )
     operator.kill()
-    interrupted = world.status()["transition"]
     assert interrupted["to"] == 2
 
     operator.start()

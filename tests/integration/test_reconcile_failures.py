@@ -53,7 +53,10 @@ def test_a_refused_step_degrades_and_keeps_the_last_good_phase(
     world: World, operator: OperatorProcess, prometheus_url: str, kube: client.ApiClient
 ) -> None:
     world.users(USERS_FOR_PHASE[1])
-    world.create(plan_body(prometheus_url))
+    # A long cooldown: no retry of the failed move starts while the test reads status.
+    world.create(
+        plan_body(prometheus_url, promotion={"stabilizationSeconds": 2, "cooldownSeconds": 600})
+    )
     world.wait_phase(1)
     phase_one = world.live_keys()
     # A quota that forbids StatefulSets: phase 2's PostgreSQL cannot be provisioned.

@@ -155,7 +155,7 @@ class ColourWatch:
 def test_blue_green_switches_only_to_a_ready_colour_and_keeps_the_old_one(
     world: World, operator: OperatorProcess, prometheus: PrometheusServer
 ) -> None:
-    start(world, pinned(prometheus, 2, blueGreen={"graceSeconds": 4}), 2)
+    start(world, pinned(prometheus, 2, blueGreen={"graceSeconds": 8}), 2)
     assert selected_colour(world) == "blue"
 
     with ColourWatch(world) as watch:
@@ -348,7 +348,8 @@ def test_a_phase_transition_waits_for_the_rollout(
 ) -> None:
     body = plan_body(prometheus.url, minPhase=2, maxPhase=3)
     body["spec"]["app"] = {"image": V1}
-    body["spec"]["rollout"] = {"blueGreen": {"graceSeconds": 8}}
+    # Long enough a grace that the policy asks for phase 3 before it ends.
+    body["spec"]["rollout"] = {"blueGreen": {"graceSeconds": 20}}
     start(world, body, 2)
     set_app(world, V2)
     wait_for(lambda: rollout_of(world).get("step") == "Grace", what="the switch")
