@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok from Go
-# modules into ~/.cache/phaseshift (reused when present).
+# modules, and resolves a Kafka broker from Maven Central, into ~/.cache/phaseshift
+# (reused when present).
 tools:
 	tools/build.sh
+	tools/kafka.sh
 
 lint: setup
 	$(BIN)/ruff check operator sample_app tests bench

@@ -500,3 +500,115 @@ def rabbitmq() -> Iterator[RabbitMQ]:
 def amqp_url(rabbitmq: RabbitMQ) -> Iterator[str]:
     rabbitmq.purge()
     yield rabbitmq.url
+
+
+# -- Kafka --------------------------------------------------------------------------------
+
+
+@dataclass
+class KafkaBroker:
+    """One KRaft node (broker and controller in one JVM) on loopback, from the jars
+    tools/kafka.sh resolved. Its data survives stop()/start(), as a broker's does."""
+
+    port: int
+    root: Path
+    home: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        # Small and quick to start: a test broker holds a few hundred events.
+        flags = ["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+        return [need("java"), *flags, "-cp", str(self.home / "lib" / "*"), main, *args]
+
+    def _configure(self) -> Path:
+        controller = self.port + 10000
+        config = self.root / "server.properties"
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{controller}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.root / 'data'}",
+                    "num.partitions=3",  # as the operator's phase-4 topic has
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                ]
+            )
+            + "\n"
+        )
+        if not (self.root / "data" / "meta.properties").exists():
+            subprocess.run(
+                self._java(
+                    "kafka.tools.StorageTool", "format", "-t", uuid_for_kafka(), "-c", str(config)
+                ),
+                check=True,
+                capture_output=True,
+            )
+        return config
+
+    def start(self) -> None:
+        config = self._configure()
+        log = open(self.root / "broker.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self._java("kafka.Kafka", str(config)),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        from kafka import KafkaAdminClient
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kafka exited; see {log.name}")
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+            try:
+                admin.list_topics()
+            finally:
+                admin.close()
+            return True
+
+        wait_for(up, 90, f"kafka on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, grace=30)
+            self.proc = None
+
+
+def uuid_for_kafka() -> str:
+    """A cluster id as Kafka wants it: 16 random bytes, URL-safe base64, no padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@pytest.fixture
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A broker of this test's own: the app's topic and consumer group are fixed names."""
+    from phaseshift.lab.binaries import BinariesMissing, ensure_kafka
+
+    try:
+        home = ensure_kafka()
+    except BinariesMissing as e:
+        pytest.fail(str(e))  # .ci/run provides a JRE and Maven: a missing one is a defect
+    root = Path(tempfile.mkdtemp(prefix="phaseshift-kafka-"))
+    broker = KafkaBroker(free_port(), root, home)
+    broker.start()
+    yield broker
+    broker.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,8 +1,7 @@
-"""The event consumer's handling, without a broker.
-
-There is no Kafka broker on this machine, so nothing here polls or commits: these
-tests cover the pure part (parsing, counting, recognising redeliveries) that the
-consume loop in sample_app.consumer calls for each record.
+"""The event consumer's handling of single records, without a broker: the pure part
+(parsing, counting, recognising redeliveries) that the consume loop in
+sample_app.consumer calls for each record. test_events.py runs the loop itself against
+a real broker.
 """
 
 from __future__ import annotations

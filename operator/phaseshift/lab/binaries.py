@@ -2,7 +2,8 @@
 
 tools/build.sh compiles etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 kwok and kwokctl from Go modules (no release downloads are reachable) into a cache
-outside the repository, keyed by the pinned versions in tools/versions.env.
+outside the repository, keyed by the pinned versions in tools/versions.env; tools/kafka.sh
+resolves the Kafka broker the sample app's tests use from Maven Central beside them.
 """
 
 from __future__ import annotations
@@ -49,6 +50,26 @@ def bin_dir() -> Path:
     v = pinned_versions()
     name = f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}_kwok-{v['KWOK_VERSION']}"
     return cache_root() / "bin" / name
+
+
+def kafka_dir() -> Path:
+    """Where tools/kafka.sh puts the Kafka broker's jars (lib/*.jar)."""
+    return cache_root() / f"kafka-{pinned_versions()['KAFKA_VERSION']}"
+
+
+def ensure_kafka() -> Path:
+    """Returns the Kafka directory, resolving it from Maven Central when absent."""
+    jar = kafka_dir() / "lib" / f"kafka_2.13-{pinned_versions()['KAFKA_VERSION']}.jar"
+    if jar.exists():
+        return kafka_dir()
+    script = TOOLS_DIR / "kafka.sh"
+    result = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0 or not jar.exists():
+        raise BinariesMissing(
+            f"could not resolve Kafka with {script} (exit {result.returncode}); it needs a "
+            "JRE >= 17, Maven and Maven Central — run it by hand to see why"
+        )
+    return kafka_dir()
 
 
 def missing() -> list[str]:
