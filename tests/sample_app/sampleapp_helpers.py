@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
@@ -85,3 +85,27 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(20)
+
+
+class Loop(Protocol):
+    """A blocking run() loop that stop() ends: the worker, the event consumer."""
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+L = TypeVar("L", bound=Loop)
+
+
+@contextmanager
+def running(loop: L) -> Iterator[L]:
+    """`loop.run()` in a thread of this process until the block ends."""
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.stop()
+        thread.join(30)
+        assert not thread.is_alive(), f"{loop} did not stop"

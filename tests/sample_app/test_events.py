@@ -4,14 +4,13 @@ by the service as it writes, consumed by the event consumer, through a broker ou
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from conftest import KafkaBroker, PgDb
 from kafka import KafkaConsumer, KafkaProducer
-from sampleapp_helpers import client, eventually, metric, new_user, settings
+from sampleapp_helpers import client, eventually, metric, new_user, running, settings
 
 from sample_app.consumer import Consumer
 from sample_app.events import TOPIC
@@ -57,15 +56,8 @@ def event(kind: str, key: str) -> bytes:
 def consuming(broker: KafkaBroker) -> Iterator[Metrics]:
     """The consumer of `python -m sample_app consume`, running until the block ends."""
     metrics = Metrics("test")
-    consumer = Consumer(settings(KAFKA_BOOTSTRAP=broker.bootstrap), metrics)
-    thread = threading.Thread(target=consumer.run, daemon=True)
-    thread.start()
-    try:
+    with running(Consumer(settings(KAFKA_BOOTSTRAP=broker.bootstrap), metrics)):
         yield metrics
-    finally:
-        consumer.stop()
-        thread.join(30)
-        assert not thread.is_alive()
 
 
 def consumed(metrics: Metrics, kind: str) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pika
 import psycopg
 from conftest import PgCluster, PgDb, RabbitMQ
-from sampleapp_helpers import client, eventually, metric, new_user, settings
+from sampleapp_helpers import client, eventually, metric, new_user, running, settings
 
 from sample_app.metrics import Metrics
 from sample_app.queue import DLQ, JOBS, declare_topology
@@ -18,15 +17,10 @@ from sample_app.worker import Worker, dead_letters
 
 
 @contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+def working(worker: Worker) -> Iterator[Worker]:
+    with running(worker):
         yield worker
-    finally:
-        worker.stop()
-        thread.join(10)
-        worker.close()
+    worker.close()
 
 
 def jobs_done(worker: Worker, outcome: str = "done") -> float:
@@ -35,7 +29,7 @@ def jobs_done(worker: Worker, outcome: str = "done") -> float:
 
 def test_a_write_publishes_a_job_the_worker_completes(pg_db: PgDb, amqp_url: str) -> None:
     env = {"DATABASE_URL": pg_db.primary_url, "QUEUE_URL": amqp_url}
-    with client(**env) as c, running(Worker(settings(**env))) as worker:
+    with client(**env) as c, working(Worker(settings(**env))) as worker:
         owner = new_user(c)
         for n in range(3):
             assert c.post("/items", json={"owner": owner, "name": f"i{n}"}).status_code == 201
@@ -53,7 +47,7 @@ def test_a_failing_job_is_retried_until_it_succeeds(pg_cluster: PgCluster, amqp_
         settings(DATABASE_URL=url, QUEUE_URL=amqp_url), base_backoff_ms=200, max_attempts=50
     )
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    with running(worker):
+    with working(worker):
         declare_topology(conn.channel())
         conn.channel().basic_publish(
             "", JOBS, b'{"type": "item_created", "owner": "0123456789abcdef0123456789abcdef"}'
@@ -80,7 +74,7 @@ def test_poison_and_exhausted_jobs_go_to_the_dead_letter_queue(
         settings(DATABASE_URL=broken, QUEUE_URL=amqp_url), base_backoff_ms=50, max_attempts=3
     )
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    with running(worker):
+    with working(worker):
         channel = conn.channel()
         declare_topology(channel)
         channel.basic_publish("", JOBS, b"this is not json")
@@ -116,5 +110,5 @@ def test_a_queue_outage_holds_jobs_and_publishes_them_later(
             rabbitmq.start()
         eventually(lambda: metric(c, "queue_published_total") == 2, timeout=30)
         assert metric(c, "queue_outbox_pending") == 0
-        with running(Worker(settings(**env), metrics=Metrics("test"))):
+        with working(Worker(settings(**env), metrics=Metrics("test"))):
             eventually(lambda: c.get(f"/users/{owner}").json()["item_count"] == 2)
