@@ -25,8 +25,9 @@ The status is polled every 0.1 s. Per strategy it prints, as median, min and max
    Succeeded; and patch -> the rollout's first status seen (Progressing), which is bounded
    by the evaluation interval.
 2. the operator's write calls (delta of phaseshift_api_writes_total) from the patch to the
-   Succeeded observation, and over the next --steady-ticks evaluations of the plan
-   (phaseshift_evaluations_total) counted from that observation on (expected: 0); and
+   end of the tick that recorded Succeeded (it applies the end after writing it, e.g. the
+   idle canaries), and over the next --steady-ticks evaluations of the plan
+   (phaseshift_evaluations_total) counted from then on (expected: 0); and
    the operator's mean tick duration (phaseshift_tick_duration_seconds) meanwhile.
 3. blue-green: patch -> idle colour scaled up with the new image -> its Deployment Ready
    (all replicas ready and updated, generation observed) -> the Service's selector on
