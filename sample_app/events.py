@@ -35,6 +35,9 @@ def producer_config(bootstrap: Sequence[str]) -> dict[str, Any]:
         "linger_ms": 5,
         "request_timeout_ms": 5000,
         "max_block_ms": 5000,
+        # An event for an absent broker fails after this, rather than sitting in the
+        # producer's buffer (where it would also keep close() from finishing).
+        "delivery_timeout_ms": 8000,
         "client_id": "phaseshift-sample-app",
         "reconnect_backoff_max_ms": 5000,
         # Newer clients bound their first broker contact separately.
@@ -80,7 +83,7 @@ class EventPublisher:
                 break
             try:
                 producer = self._producer_or_none()
-                producer.send(self.topic, key=event["key"], value=event).get(timeout=10)
+                producer.send(self.topic, key=event["key"], value=event).get(timeout=15)
                 self.metrics.events_published.labels(plan=self.metrics.plan).inc()
             except Exception as exc:
                 # kafka-python raises a wide family of errors (and some plain ones
