@@ -11,8 +11,9 @@ not attempted: a write during an outage pays no timeout. Before this process use
 Redis again it delivers what it owes (DEL and publish), so an entry that survived
 the outage (Redis kept its data, or only this process lost it) is not served. Owed
 keys are bounded (MAX_OWED_INVALIDATIONS); past that bound the process cannot say
-which entries are stale, so it leaves Redis alone until every entry it may have
-left stale has expired (the cache TTL after the last lost invalidation).
+which entries are stale, so it neither reads nor fills Redis until every entry it may
+have left stale has expired (the cache TTL after the last lost invalidation); its
+writes still invalidate in Redis whenever Redis answers.
 
 Level 1 (LocalCache) keeps recently read values, as the JSON bytes Redis holds, in
 this process for at most `local_ttl_seconds` (1 s by default), bounded in entries
@@ -223,7 +224,8 @@ class Cache:
         self.retry_after = retry_after
         self._down_until = 0.0
         self._failures = 0
-        self._owed: set[str] = set()
+        self._owed: dict[str, int] = {}
+        self._owed_count = 0
         self._blind_until = 0.0
         self._delivering = threading.Lock()
         self._lock = threading.Lock()
@@ -405,7 +407,7 @@ class Cache:
         for key in keys:
             self.local.invalidate(key)
         try:
-            if self._usable():
+            if self._deliver_owed():
                 self._invalidate(keys)
             else:
                 self._owe(keys)
@@ -435,13 +437,21 @@ class Cache:
                 self._owed.clear()
                 self._blind_until = time.monotonic() + self.ttl_ms / 1000
             else:
-                self._owed.update(keys)
+                for key in keys:
+                    # Numbered, so that a delivery under way cannot settle a newer debt.
+                    self._owed_count += 1
+                    self._owed[key] = self._owed_count
             self._owed_gauge.set(len(self._owed))
 
     def _usable(self) -> bool:
-        """Whether Redis may be used now: not bypassed after a failure, and every
+        """Whether Redis may be read and filled now: see `_deliver_owed`, and not within
+        the wait after too many invalidations were lost to remember them."""
+        return time.monotonic() >= self._blind_until and self._deliver_owed()
+
+    def _deliver_owed(self) -> bool:
+        """Whether Redis may be written now: not bypassed after a failure, and every
         invalidation it missed delivered first."""
-        if not self.available or time.monotonic() < self._blind_until:
+        if not self.available:
             return False
         if not self._owed:
             return True
@@ -449,15 +459,17 @@ class Cache:
             return False  # another request is delivering them; until then, the database
         try:
             with self._lock:
-                owed = list(self._owed)
-            self._invalidate(owed)
+                owed = dict(self._owed)
+            self._invalidate(list(owed))
         except CACHE_ERRORS as exc:
             self._failed(exc)
             return False
         finally:
             self._delivering.release()
         with self._lock:
-            self._owed.difference_update(owed)
+            for key, number in owed.items():
+                if self._owed.get(key) == number:  # not owed again since
+                    del self._owed[key]
             self._owed_gauge.set(len(self._owed))
         log.info("cache back: delivered %d invalidations owed since the outage", len(owed))
         return not self._owed

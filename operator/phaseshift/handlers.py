@@ -86,7 +86,7 @@ async def _sleep(body: kopf.Body, stopped: kopf.DaemonStopped, seconds: float, s
 
 def _in_motion(body: kopf.Body) -> float | None:
     """What the plan's last written status says, in `Reconciler.tick`'s terms: None when
-    nothing is under way, else no moment known to be due."""
+    nothing is under way, else infinity (poll: no moment known to be due)."""
     try:
         status = ScalePlanStatus.model_validate(dict(body.get("status") or {}))
     except ValidationError:

@@ -9,7 +9,6 @@ A tick that finds nothing to change writes nothing.
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -96,15 +95,13 @@ class Reconciler:
         decide: bool = True,
     ) -> float | None:
         """One pass over the plan. `decide` is False on the quick ticks between two
-        evaluations, which only move a transition or a rollout along. Returns None when
-        nothing is under way; else, while a transition or a rollout waits for the cluster,
-        the seconds until its next moment due by the clock (a canary check, the end of a
-        grace period; infinity when none), so the caller can look again in time."""
+        evaluations, which only move a transition or a rollout along. Returns
+        `rollout.wait_seconds`: None when nothing is under way, else when to look again."""
         try:
             plan = parse_plan(body)
         except InvalidSpec as e:
             self._invalid(body, e.message, now)
-            return False
+            return None
         plan = self._fresh(plan)
         status = plan.status.model_copy(deep=True)
         if status.phase is None:
@@ -118,10 +115,7 @@ class Reconciler:
         status.observed_generation = plan.metadata.generation
         self._conditions(plan, status, now)
         self._write_status(plan, status)
-        if not rollout.in_motion(status):
-            return None
-        due = rollout.due_at(plan, status)
-        return math.inf if due is None else max((due - now).total_seconds(), 0.0)
+        return rollout.wait_seconds(plan, status, now)
 
     # ------------------------------------------------------------------ phases
 
@@ -211,14 +205,21 @@ class Reconciler:
         if not rollout.busy(status):
             return
         observed = self._observe(plan, status, now)
+        self._move(plan, status, rollout.advance(plan, status, observed, now), now)
+        if rollout.switching(status):
+            # Applied just now: the switch is done (and with no grace, so is the rollout).
+            self._move(plan, status, rollout.switched(plan, status, now), now)
+
+    def _move(
+        self, plan: ScalePlan, status: ScalePlanStatus, progress: rollout.Progress, now: datetime
+    ) -> None:
+        """Take a step of the rollout; one that changes what runs is recorded before it is
+        applied, so a restart does not undo it (a switched Service, say)."""
         before = rollout.tracks(plan, status)
-        self._take(plan, status, rollout.advance(plan, status, observed, now))
+        self._take(plan, status, progress)
         if rollout.tracks(plan, status) != before:
-            # Record the step before acting on it: a restart must not undo a switch.
             self._write_status(plan, status)
             self._apply_steady(plan, status, now)
-        if rollout.switching(status):
-            self._take(plan, status, rollout.switched(plan, status, now))
 
     def _desired(
         self, plan: ScalePlan, status: ScalePlanStatus

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -268,6 +269,16 @@ def due_at(plan: ScalePlan, status: ScalePlanStatus) -> datetime | None:
     return None
 
 
+def wait_seconds(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> float | None:
+    """None when neither a transition nor a rollout is under way; else the seconds until
+    the rollout's next moment due by the clock, or infinity when there is none (or it has
+    passed without being acted on: pods not Ready for a canary check, say): poll then."""
+    if not in_motion(status):
+        return None
+    due = due_at(plan, status)
+    return math.inf if due is None or due <= now else (due - now).total_seconds()
+
+
 def check_due(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> bool:
     """Whether this tick should read the canary's metrics."""
     due = due_at(plan, status)
@@ -287,7 +298,13 @@ def advance(
     assert ro is not None and ro.state == RolloutState.PROGRESSING
     if ro.step == SWITCH:
         # Found after a restart: the shell has applied the recorded colour since.
-        return switched(plan, status, now)
+        done = switched(plan, status, now)
+        moved_on = done.release is not None and done.release.revision != revision_of(plan.spec.app)
+        if moved_on and done.rollout is not None and done.rollout.state == RolloutState.ROLLED_BACK:
+            # spec.app moved on while the switch back was pending: roll it out now (a
+            # forward switch meets the change in its grace period instead).
+            return _then_start(plan, status, done, now)
+        return done
     progress = Progress(ro, status.release, status.live_colour)
     wanted = revision_of(plan.spec.app)
     if ro.revision != wanted:
@@ -408,16 +425,7 @@ def _superseded(
     if ro.step == GRACE:
         # The new release is live already: end its grace, then roll the newer one out.
         done = _succeeded(progress, now, "grace period cut short by a newer release")
-        after = status.model_copy(
-            update={
-                "rollout": done.rollout,
-                "release": done.release,
-                "live_colour": done.live_colour,
-            }
-        )
-        restarted = start(plan, after, now)
-        restarted.events = [*done.events, *restarted.events]
-        return restarted
+        return _then_start(plan, status, done, now)
     if status.release is not None and status.release.revision == wanted:
         return _rolled_back(progress, now, "spec.app went back to the running release")
     restarted = start(plan, status, now)
@@ -425,6 +433,18 @@ def _superseded(
         ("Normal", "RolloutSuperseded", f"{ro.revision} superseded by {wanted} before it finished"),
         *restarted.events,
     ]
+    return restarted
+
+
+def _then_start(
+    plan: ScalePlan, status: ScalePlanStatus, done: Progress, now: datetime
+) -> Progress:
+    """A rollout of spec.app, started right after the one that `done` ended."""
+    after = status.model_copy(
+        update={"rollout": done.rollout, "release": done.release, "live_colour": done.live_colour}
+    )
+    restarted = start(plan, after, now)
+    restarted.events = [*done.events, *restarted.events]
     return restarted
 
 

@@ -36,7 +36,8 @@ def test_a_stored_plan_that_no_longer_parses_is_reported_and_nothing_is_applied(
     body["spec"]["policy"]["minPhase"] = 7
     kube_shell = Kube(kube, OperatorMetrics())
 
-    Reconciler(kube_shell, kube_shell.metrics).tick(body, None, datetime.now(UTC))
+    # Nothing under way: the daemon sleeps until the next evaluation (no quick polls).
+    assert Reconciler(kube_shell, kube_shell.metrics).tick(body, None, datetime.now(UTC)) is None
 
     status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, PLAN)["status"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection
 
 import pytest
 import redis
@@ -169,24 +170,64 @@ def test_too_many_owed_invalidations_keep_redis_unused_until_they_expire(
 ) -> None:
     monkeypatch.setattr(cache_module, "MAX_OWED_INVALIDATIONS", 3)
     server = redis_factory("--appendonly", "yes")
+    kept = redis.Redis.from_url(server.url)
     cache = Cache(server.url, Metrics("shop"), ttl_seconds=5, retry_after=0.1)
     cache.set("stale", b"old")
+    cache.set("other", b"old")
     server.stop()
     cache.delete("stale", "a")
     cache.delete("b", "c")  # one more than can be remembered
     server.start()
+    assert kept.get("stale") == b"old"  # Redis kept it: stale, and not known to be
+    # Writes while Redis is not read still invalidate there, and never extend the wait.
+    eventually(lambda: (cache.delete("other"), kept.get("other") is None)[1], timeout=15)
     # Which entries are stale is no longer known: none is served until the TTL is over,
     # by which time Redis has expired every one of them.
     reads = []
 
     def expired_and_back() -> bool:
         reads.append(cache.get("stale"))
+        cache.delete("other")
         cache.set("probe", b"1")
         return cache.get("probe") == b"1"
 
     eventually(expired_and_back, timeout=15)
     assert reads[:-1] == [None] * (len(reads) - 1)
     assert cache.get("stale") is None
-    cache.set("fresh", b"new")
-    assert cache.get("fresh") == b"new"
+    cache.close()
+
+
+def test_an_invalidation_owed_again_during_a_delivery_stays_owed(
+    redis_factory: RedisFactory,
+) -> None:
+    server = redis_factory()
+    metrics = Metrics("shop")
+    cache = Cache(server.url, metrics, retry_after=0.1)
+    server.stop()
+    cache.delete("k")  # owed
+    server.start()
+    deliver = cache._invalidate
+    interleaved = []
+
+    def delivering(keys: Collection[str]) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        if "k" in keys and main and not interleaved:
+            interleaved.append(keys)
+            # Another request writes k while its earlier invalidation is being delivered.
+            other = threading.Thread(target=cache.delete, args=("k",))
+            other.start()
+            other.join()
+        deliver(keys)
+
+    cache._invalidate = delivering  # type: ignore[method-assign]
+
+    def owed() -> float | None:
+        return metrics.registry.get_sample_value("cache_invalidations_owed", {"plan": "shop"})
+
+    # Once Redis is back, the first read delivers what is owed (and the write cuts in).
+    eventually(lambda: (cache.get("x"), interleaved)[1], timeout=15)
+    # The later write's invalidation is not settled by the delivery that began before it.
+    assert owed() == 1
+    cache.get("x")
+    assert owed() == 0
     cache.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -551,6 +552,28 @@ def test_a_switch_back_is_recorded_as_a_switch_and_ends_rolled_back() -> None:
     assert machine.record.state == RolloutState.ROLLED_BACK
 
 
+@pytest.mark.parametrize("then", [NEW, THIRD])
+def test_a_new_spec_app_during_a_pending_switch_back_is_rolled_out_after_it(then: App) -> None:
+    machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 300})
+    machine.tick(20)
+    machine.change_app(OLD)
+    # The switch back is recorded, then the operator stops before it is applied...
+    machine.take(rollout.advance(machine.plan, machine.status, Observed(), at(30)))
+    assert rollout.switching(machine.status) and machine.status.live_colour == "blue"
+    machine.status.app_revision = rollout.revision_of(OLD)
+    # ...and spec.app moves on before it resumes.
+    machine.change_app(then)
+    machine.status.app_revision = rollout.revision_of(then)  # the shell acts on it at once
+    progress = machine.take(rollout.advance(machine.plan, machine.status, Observed(), at(40)))
+    assert reasons(progress.events) == ["RolloutRolledBack", "RolloutStarted"]
+    assert machine.release == rollout.release_of(OLD)
+    assert (machine.record.revision, machine.record.step) == (
+        rollout.revision_of(then),
+        rollout.DEPLOY,
+    )
+    assert machine.tracks() == Tracks(OLD, next_app=then, live_colour="blue")
+
+
 def test_blue_green_succeeds_when_the_grace_period_is_over() -> None:
     machine = Machine.started(2, live_colour="blue", blue_green={"graceSeconds": 120})
     machine.tick(20)
@@ -696,6 +719,17 @@ def test_the_next_check_and_the_end_of_a_grace_are_due_by_the_clock() -> None:
     blue_green.tick(140)
     assert rollout.due_at(blue_green.plan, blue_green.status) is None  # succeeded
     assert rollout.due_at(make_plan(NEW), running(2)) is None
+
+
+def test_the_shell_looks_again_when_a_moment_is_due_and_polls_otherwise() -> None:
+    canary = Machine.started(4, canary=CANARY)
+    assert rollout.wait_seconds(canary.plan, canary.status, at(5)) == math.inf  # pods
+    canary.tick(10)
+    assert rollout.wait_seconds(canary.plan, canary.status, at(40)) == 30.0
+    # Due, but not acted on (the canaries were not Ready): poll, never spin.
+    assert rollout.wait_seconds(canary.plan, canary.status, at(70)) == math.inf
+    assert rollout.wait_seconds(canary.plan, canary.status, at(95)) == math.inf
+    assert rollout.wait_seconds(make_plan(NEW), running(4), at(0)) is None  # nothing moves
 
 
 def test_no_reading_leaves_the_analysis_as_it_is() -> None:
