@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,12 +50,18 @@ def free_port() -> int:
             return port
 
 
+class ServerExited(RuntimeError):
+    """A server ended while it was awaited: no point waiting on."""
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if check():
                 return
+        except ServerExited:
+            raise
         except Exception:
             pass
         time.sleep(0.1)
@@ -89,6 +96,32 @@ def stop_process(
         proc.wait(10)
 
 
+def launch(
+    cmd: list[str],
+    log_path: Path,
+    what: str,
+    ready: Callable[[], bool],
+    timeout: float,
+    **popen: Any,
+) -> subprocess.Popen[bytes]:
+    """Start a server with its output in `log_path`; return once `ready()` holds, failing
+    at once (naming the log) if it exits first."""
+    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps writing to it)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, **popen)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise ServerExited(f"{what} exited; see {log_path}")
+        return ready()
+
+    try:
+        wait_for(up, timeout, what)
+    except (TimeoutError, ServerExited):
+        stop_process(proc)
+        raise
+    return proc
+
+
 # -- PostgreSQL -----------------------------------------------------------------------
 
 
@@ -102,10 +135,15 @@ class Postgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        log = open(self.data.parent / f"postgres-{self.port}.log", "ab")  # noqa: SIM115
+        import psycopg
+
+        def up() -> bool:
+            with psycopg.connect(self.url(), connect_timeout=2):
+                return True
+
         # As the postgres user (PostgreSQL refuses root), directly: the PID is the
         # postmaster's, so stopping it never depends on a wrapper.
-        self.proc = subprocess.Popen(
+        self.proc = launch(
             [
                 str(PG_BIN / "postgres"),
                 "-D",
@@ -117,21 +155,13 @@ class Postgres:
                 "-c",
                 f"unix_socket_directories={self.data}",
             ],
+            self.data.parent / f"postgres-{self.port}.log",
+            f"postgres on {self.port}",
+            up,
+            60,
             user="postgres",
             group="postgres",
-            stdout=log,
-            stderr=log,
         )
-        import psycopg
-
-        def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited; see {log.name}")
-            with psycopg.connect(self.url(), connect_timeout=2):
-                return True
-
-        wait_for(up, 60, f"postgres on {self.port}")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -275,8 +305,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        log = open(self.dir / f"redis-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        import redis
+
+        self.proc = launch(
             [
                 need("redis-server"),
                 "--port",
@@ -291,15 +322,11 @@ class RedisServer:
                 str(self.dir),
                 *self.extra,
             ],
-            stdout=log,
-            stderr=log,
+            self.dir / f"redis-{self.port}.log",
+            f"redis on {self.port}",
+            lambda: bool(redis.Redis(port=self.port, socket_timeout=1).ping()),
+            20,
         )
-        import redis
-
-        def up() -> bool:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
-
-        wait_for(up, 20, f"redis on {self.port}")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -415,27 +442,23 @@ class RabbitMQ:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
     def start(self) -> None:
-        log = open(self.root / "server.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        import pika
+
+        def up() -> bool:
+            pika.BlockingConnection(pika.URLParameters(self.url)).close()
+            return True
+
+        self.proc = launch(
             ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+            self.root / "server.log",
+            f"rabbitmq on {self.port}",
+            up,
+            120,
             env=self.env,
             cwd=self.root,
             user="rabbitmq",
             group="rabbitmq",
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
         )
-        import pika
-
-        def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq exited; see {log.name}")
-            pika.BlockingConnection(pika.URLParameters(self.url)).close()
-            return True
-
-        wait_for(up, 120, f"rabbitmq on {self.port}")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -551,30 +574,21 @@ class KafkaBroker:
             + "\n"
         )
         if not (self.root / "data" / "meta.properties").exists():
-            subprocess.run(
+            formatted = subprocess.run(
                 self._java(
                     "kafka.tools.StorageTool", "format", "-t", uuid_for_kafka(), "-c", str(config)
                 ),
-                check=True,
                 capture_output=True,
+                text=True,
             )
+            if formatted.returncode != 0:
+                raise RuntimeError(f"formatting Kafka's storage failed: {formatted.stderr[-2000:]}")
         return config
 
     def start(self) -> None:
-        config = self._configure()
-        log = open(self.root / "broker.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self._java("kafka.Kafka", str(config)),
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-        )
         from kafka import KafkaAdminClient
 
         def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"kafka exited; see {log.name}")
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
             try:
                 admin.list_topics()
@@ -582,7 +596,14 @@ class KafkaBroker:
                 admin.close()
             return True
 
-        wait_for(up, 90, f"kafka on {self.port}")
+        config = self._configure()
+        self.proc = launch(
+            self._java("kafka.Kafka", str(config)),
+            self.root / "broker.log",
+            f"kafka on {self.port}",
+            up,
+            90,
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -591,10 +612,15 @@ class KafkaBroker:
 
 
 def uuid_for_kafka() -> str:
-    """A cluster id as Kafka wants it: 16 random bytes, URL-safe base64, no padding."""
+    """A cluster id as Kafka wants it: 16 random bytes, URL-safe base64, no padding, and
+    (as Kafka's own Uuid.randomUuid ensures) not starting with "-", which the format
+    command would take for an option."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @pytest.fixture
@@ -608,7 +634,9 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         pytest.fail(str(e))  # .ci/run provides a JRE and Maven: a missing one is a defect
     root = Path(tempfile.mkdtemp(prefix="phaseshift-kafka-"))
     broker = KafkaBroker(free_port(), root, home)
-    broker.start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(root, ignore_errors=True)
