@@ -1,4 +1,5 @@
-"""What the benches share: namespaces, the operator as a process, /metrics samples.
+"""What the benches share: their own cluster with Prometheus and a synthetic exporter,
+namespaces, the operator as a process, /metrics samples.
 
 The synthetic exporter, the operator process and `wait_for` live with the integration
 tests; the benches use those, and this module adds only what tests do not need.
@@ -6,20 +7,64 @@ tests; the benches use those, and this module adds only what tests do not need.
 
 from __future__ import annotations
 
+import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import httpx
-from kubernetes import client
+from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
+
+from phaseshift.lab import cluster as local_cluster
+from phaseshift.lab.prometheus import PrometheusServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from tests.integration.exporter import SyntheticExporter  # noqa: E402
 from tests.integration.operator_process import OperatorProcess  # noqa: E402
 from tests.integration.plans import wait_for  # noqa: E402
+
+
+@dataclass(frozen=True)
+class BenchWorld:
+    api: client.ApiClient
+    kubeconfig: Path
+    exporter: SyntheticExporter
+    prometheus: PrometheusServer
+    log_dir: Path
+
+
+def _terminated(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through bench_world's cleanup
+
+
+@contextmanager
+def bench_world(name: str) -> Iterator[BenchWorld]:
+    """A cluster of the bench's own (`name`) with the CRD, and a Prometheus in a temp dir
+    scraping a synthetic exporter; all stopped by PID on the way out, also on SIGTERM."""
+    if local_cluster.LocalCluster(name).is_running():
+        raise SystemExit(f"a cluster named {name!r} is already running; choose --name")
+    signal.signal(signal.SIGTERM, _terminated)
+    with tempfile.TemporaryDirectory(prefix="phaseshift-bench-") as tmp:
+        log_dir = Path(tmp)
+        prometheus = PrometheusServer(log_dir / "prometheus")
+        try:
+            cluster = local_cluster.up(name, nodes=3)
+            prometheus.start()
+            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+            local_cluster.install_crd(cluster.kubeconfig)
+            with SyntheticExporter() as exporter:
+                prometheus.add_target("bench-exporter", exporter.address)
+                yield BenchWorld(api, cluster.kubeconfig, exporter, prometheus, log_dir)
+        finally:
+            prometheus.stop()
+            local_cluster.down(name)
 
 
 def metric_samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -32,24 +32,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import client, config
+from kubernetes import client
 
 from phaseshift.api import GROUP, PLURAL, VERSION
-from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab.prometheus import PrometheusServer
 
 # The synthetic exporter and the operator process helper live with the integration tests;
 # the bench reuses them rather than keeping a second copy.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-from bench.harness import make_namespace, metric_samples, operator_in  # noqa: E402
+from bench.harness import bench_world, make_namespace, metric_samples, operator_in  # noqa: E402
 from tests.integration.exporter import SyntheticExporter  # noqa: E402
 from tests.integration.operator_process import OperatorProcess  # noqa: E402
 from tests.integration.plans import wait_for  # noqa: E402
@@ -269,23 +267,8 @@ def main() -> None:
     parser.add_argument("--scale-ticks", type=int, default=4, help="intervals observed")
     args = parser.parse_args()
 
-    if local_cluster.LocalCluster(args.name).is_running():
-        raise SystemExit(f"a cluster named {args.name!r} is already running; choose --name")
-
-    with tempfile.TemporaryDirectory(prefix="phaseshift-bench-") as tmp:
-        tmp_dir = Path(tmp)
-        prometheus = PrometheusServer(tmp_dir / "prometheus")
-        try:
-            cluster = local_cluster.up(args.name, nodes=3)
-            prometheus.start()
-            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            local_cluster.install_crd(cluster.kubeconfig)
-            with SyntheticExporter() as exporter:
-                prometheus.add_target("bench-exporter", exporter.address)
-                report(args, api, cluster.kubeconfig, exporter, prometheus, tmp_dir)
-        finally:
-            prometheus.stop()
-            local_cluster.down(args.name)
+    with bench_world(args.name) as env:
+        report(args, env.api, env.kubeconfig, env.exporter, env.prometheus, env.log_dir)
 
 
 def report(

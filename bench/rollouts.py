@@ -50,22 +50,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
-from phaseshift.api import GROUP, VERSION
-from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.transition import workload_ready
 
@@ -73,10 +68,16 @@ from phaseshift.transition import workload_ready
 # integration tests; the bench reuses them rather than keeping a second copy.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-from bench.harness import make_namespace, metric_samples, operator_in  # noqa: E402
+from bench.harness import bench_world, make_namespace, metric_samples, operator_in  # noqa: E402
 from tests.integration.exporter import SyntheticExporter  # noqa: E402
 from tests.integration.operator_process import OperatorProcess  # noqa: E402
-from tests.integration.plans import PLAN, USERS_FOR_PHASE, World, wait_for  # noqa: E402
+from tests.integration.plans import (  # noqa: E402
+    PLAN,
+    USERS_FOR_PHASE,
+    World,
+    plan_body,
+    wait_for,
+)
 from tests.integration.rollouts import (  # noqa: E402
     UNSCHEDULABLE,
     Traffic,
@@ -84,6 +85,7 @@ from tests.integration.rollouts import (  # noqa: E402
     deployment,
     image,
     rollout_of,
+    selected_colour,
     serving,
     set_app,
 )
@@ -91,7 +93,6 @@ from tests.integration.rollouts import (  # noqa: E402
 POLL = 0.1
 IMAGE = "registry.example/shop"
 STRATEGIES = {1: "Recreate", 2: "BlueGreen", 3: "Rolling", 4: "Canary"}
-COLOUR_LABEL = "phaseshift.dev/colour"
 CANARY = {
     "intervalSeconds": 2,
     "iterations": 3,
@@ -147,27 +148,16 @@ def events_since(world: World, since: datetime) -> list[str]:
 
 
 def pinned_plan(prometheus_url: str, phase: int, args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ScalePlan",
-        "metadata": {"name": PLAN},
-        "spec": {
-            "metrics": {"prometheusUrl": prometheus_url},
-            "policy": {
-                "evaluationIntervalSeconds": args.interval,
-                "promotion": {"stabilizationSeconds": 2, "cooldownSeconds": 1},
-                "demotion": {"stabilizationSeconds": 3, "hysteresis": 0.3},
-                "minPhase": phase,
-                "maxPhase": phase,
-            },
-            "app": {"image": f"{IMAGE}:1.0"},
-            "rollout": {
-                "blueGreen": {"graceSeconds": args.grace},
-                "rolling": {"progressDeadlineSeconds": args.deadline},
-                "canary": CANARY,
-            },
-        },
+    body = plan_body(
+        prometheus_url, evaluationIntervalSeconds=args.interval, minPhase=phase, maxPhase=phase
+    )
+    body["spec"]["app"] = {"image": f"{IMAGE}:1.0"}
+    body["spec"]["rollout"] = {
+        "blueGreen": {"graceSeconds": args.grace},
+        "rolling": {"progressDeadlineSeconds": args.deadline},
+        "canary": CANARY,
     }
+    return body
 
 
 # ------------------------------------------------------------------ measuring
@@ -232,8 +222,7 @@ class ColourSampler:
         # Deployments first, then the Service: a switch can only follow a Ready colour.
         deps = {c: deployment(self.world, f"app-{c}") for c in ("blue", "green")}
         seen = time.monotonic()
-        service = self.world.kube.get("v1", "Service", self.world.namespace, f"{PLAN}-app")
-        selected = str(((service or {}).get("spec") or {}).get("selector", {}).get(COLOUR_LABEL))
+        selected = selected_colour(self.world)
         switched = time.monotonic()
         self.samples += 1
         new = deps[self.new_colour]
@@ -575,10 +564,6 @@ def table(reports: list[StrategyReport], args: argparse.Namespace) -> list[str]:
 # ------------------------------------------------------------------ main
 
 
-def _terminated(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks below
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="bench-rollouts", help="cluster name to use")
@@ -591,32 +576,16 @@ def main() -> None:
     parser.add_argument("--phases", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     args = parser.parse_args()
 
-    if local_cluster.LocalCluster(args.name).is_running():
-        raise SystemExit(f"a cluster named {args.name!r} is already running; choose --name")
-    signal.signal(signal.SIGTERM, _terminated)
-
     began = time.monotonic()
     reports: list[StrategyReport] = []
-    with tempfile.TemporaryDirectory(prefix="phaseshift-bench-") as tmp:
-        tmp_dir = Path(tmp)
-        prometheus = PrometheusServer(tmp_dir / "prometheus")
-        try:
-            cluster = local_cluster.up(args.name, nodes=3)
-            prometheus.start()
-            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            local_cluster.install_crd(cluster.kubeconfig)
-            print(f"cluster and Prometheus up in {time.monotonic() - began:.1f} s", flush=True)
-            with SyntheticExporter() as exporter:
-                prometheus.add_target("bench-exporter", exporter.address)
-                for phase in args.phases:
-                    reports.append(
-                        bench_strategy(
-                            phase, args, api, cluster.kubeconfig, exporter, prometheus, tmp_dir
-                        )
-                    )
-        finally:
-            prometheus.stop()
-            local_cluster.down(args.name)
+    with bench_world(args.name) as env:
+        print(f"cluster and Prometheus up in {time.monotonic() - began:.1f} s", flush=True)
+        for phase in args.phases:
+            reports.append(
+                bench_strategy(
+                    phase, args, env.api, env.kubeconfig, env.exporter, env.prometheus, env.log_dir
+                )
+            )
     print()
     print(
         f"rollouts, evaluation interval {args.interval} s, API polled every {POLL} s "

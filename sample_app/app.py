@@ -224,6 +224,20 @@ class Runtime:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+async def _one(
+    peek: Callable[[str], bytes | None], load: Callable[[str], bytes | None], key: str
+) -> bytes | None:
+    """One user or item: a hit in process memory is answered here, without a hop to a
+    worker thread; otherwise it is loaded there. A malformed id names nothing."""
+    data = peek(key)
+    if data is not None:
+        return data
+    try:
+        return await run_in_threadpool(load, key)
+    except Invalid:
+        return None
+
+
 def data_routes(rt: Runtime, users: bool, items: bool) -> list[BaseRoute]:
     async def create_user(request: Request) -> Response:
         body = await read_json(request)
@@ -239,13 +253,7 @@ def data_routes(rt: Runtime, users: bool, items: bool) -> list[BaseRoute]:
     async def get_user(request: Request) -> Response:
         user_id = request.path_params["id"]
         svc = rt.data()
-        # A hit in process memory is answered here, without a hop to a worker thread.
-        data = svc.peek_user(user_id)
-        if data is None:
-            try:
-                data = await run_in_threadpool(svc.get_user, user_id)
-            except Invalid:
-                data = None  # a malformed id names no user
+        data = await _one(svc.peek_user, svc.get_user, user_id)
         if data is None:
             return error(404, "not_found", "no such user")
         rt.metrics.active.touch(user_id)
@@ -273,12 +281,7 @@ def data_routes(rt: Runtime, users: bool, items: bool) -> list[BaseRoute]:
     async def get_item(request: Request) -> Response:
         item_id = request.path_params["id"]
         svc = rt.data()
-        data = svc.peek_item(item_id)
-        if data is None:
-            try:
-                data = await run_in_threadpool(svc.get_item, item_id)
-            except Invalid:
-                data = None
+        data = await _one(svc.peek_item, svc.get_item, item_id)
         if data is None:
             return error(404, "not_found", "no such item")
         return json_bytes(data)

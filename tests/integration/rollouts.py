@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from phaseshift.api import parse_plan
+from phaseshift.render.scope import LABEL_COLOUR
 from phaseshift.signals import fetch_canary
 
 from .exporter import SyntheticExporter
@@ -21,6 +22,13 @@ def deployment(world: World, name: str) -> dict[str, Any]:
     found = world.kube.get("apps/v1", "Deployment", world.namespace, f"{PLAN}-{name}")
     assert found is not None, f"Deployment {PLAN}-{name} is missing"
     return found
+
+
+def selected_colour(world: World) -> str:
+    """The colour the app's Service selects (phase 2)."""
+    service = world.kube.get("v1", "Service", world.namespace, f"{PLAN}-app")
+    assert service is not None
+    return str(service["spec"]["selector"][LABEL_COLOUR])
 
 
 def image(dep: dict[str, Any]) -> str:
@@ -50,33 +58,50 @@ def canary_error_rate(world: World) -> float | None:
     return fetch_canary(parse_plan(world.plan()), datetime.now(UTC)).error_rate
 
 
-class Traffic:
-    """Keeps the stable and canary tracks' request and latency series moving; the canary
-    fails `error_share` of its requests."""
+class Background:
+    """`step()` every `period` seconds in a thread of its own, while the `with` block runs."""
 
-    def __init__(self, exporter: SyntheticExporter, namespace: str) -> None:
-        self.exporter = exporter
-        self.namespace = namespace
-        self.error_share = 0.0
+    period = 0.1
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        exporter, ns = self.exporter, self.namespace
-        while not self._stop.is_set():
-            errors = round(20 * self.error_share)
-            for track in ("stable", "canary"):
-                share = errors if track == "canary" else 0
-                exporter.count_requests(ns, PLAN, 20 - share, "200", track=track)
-                if share:
-                    exporter.count_requests(ns, PLAN, share, "500", track=track)
-                exporter.observe_latency(ns, PLAN, 0.05, 5, track=track)
-            self._stop.wait(0.25)
+    def step(self) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> Traffic:
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.step()
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+class Traffic(Background):
+    """Keeps the stable and canary tracks' request and latency series moving; the canary
+    fails `error_share` of its requests."""
+
+    period = 0.25
+
+    def __init__(self, exporter: SyntheticExporter, namespace: str) -> None:
+        super().__init__()
+        self.exporter = exporter
+        self.namespace = namespace
+        self.error_share = 0.0
+
+    def step(self) -> None:
+        exporter, ns = self.exporter, self.namespace
+        errors = round(20 * self.error_share)
+        for track in ("stable", "canary"):
+            share = errors if track == "canary" else 0
+            exporter.count_requests(ns, PLAN, 20 - share, "200", track=track)
+            if share:
+                exporter.count_requests(ns, PLAN, share, "500", track=track)
+            exporter.observe_latency(ns, PLAN, 0.05, 5, track=track)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -22,11 +21,13 @@ from .operator_process import OperatorProcess
 from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
 from .rollouts import (
     UNSCHEDULABLE,
+    Background,
     Traffic,
     canary_error_rate,
     deployment,
     image,
     rollout_of,
+    selected_colour,
     serving,
     set_app,
 )
@@ -76,12 +77,6 @@ def start(world: World, body: dict[str, Any], phase: int) -> None:
     )
 
 
-def selected_colour(world: World) -> str:
-    service = world.kube.get("v1", "Service", world.namespace, f"{PLAN}-app")
-    assert service is not None
-    return str(service["spec"]["selector"]["phaseshift.dev/colour"])
-
-
 # ------------------------------------------------------------------ phase 1
 
 
@@ -120,33 +115,22 @@ def test_phase1_replaces_the_single_server(
 # ------------------------------------------------------------------ phase 2
 
 
-class ColourWatch:
+class ColourWatch(Background):
     """Samples the Service's colour and that colour's Deployment until stopped: every
     sample must find the selected colour Ready."""
 
     def __init__(self, world: World) -> None:
+        super().__init__()
         self.world = world
         self.samples: list[tuple[str, bool, str]] = []
         self.unready: list[Any] = []  # what a not-Ready sample saw, to say why
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            colour = selected_colour(self.world)
-            dep = deployment(self.world, f"app-{colour}")
-            self.samples.append((colour, serving(dep), image(dep)))
-            if not serving(dep):
-                self.unready.append((dep["metadata"]["generation"], dep["spec"], dep.get("status")))
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> ColourWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+    def step(self) -> None:
+        colour = selected_colour(self.world)
+        dep = deployment(self.world, f"app-{colour}")
+        self.samples.append((colour, serving(dep), image(dep)))
+        if not serving(dep):
+            self.unready.append((dep["metadata"]["generation"], dep["spec"], dep.get("status")))
 
     def routed_to_unready(self) -> list[tuple[str, bool, str]]:
         return [s for s in self.samples if not s[1]]
