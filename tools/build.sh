@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into a cache outside the repo:
 #   ${PHASESHIFT_CACHE:-~/.cache/phaseshift}/bin/k8s-<v>_etcd-<v>_kwok-<v>/
+# and, with `tools/build.sh node`, what a real node runs beside containerd (kubelet,
+# kube-proxy, CoreDNS, metrics-server) into
+#   ${PHASESHIFT_CACHE:-~/.cache/phaseshift}/bin/node-k8s-<v>_coredns-<v>_metrics-server-<v>/
 # Each binary is built once and reused; a cold build takes a while on 2 cores and
 # says what it is doing. Prints the binary directory as its last line.
 set -euo pipefail
@@ -10,7 +13,12 @@ source "$here/versions.env"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 
 cache=${PHASESHIFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phaseshift}
-bin="$cache/bin/k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
+target=${1:-control-plane}
+case "$target" in
+  control-plane) bin="$cache/bin/k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}" ;;
+  node) bin="$cache/bin/node-k8s-${KUBERNETES_VERSION}_coredns-${COREDNS_VERSION}_metrics-server-${METRICS_SERVER_VERSION}" ;;
+  *) echo "tools/build.sh: unknown target '$target' (control-plane or node)" >&2; exit 2 ;;
+esac
 mkdir -p "$bin"
 
 command -v go >/dev/null || { echo "tools/build.sh: no 'go' on PATH; install Go >= 1.25" >&2; exit 1; }
@@ -32,10 +40,19 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
 
-build etcd . etcd
-build kwok sigs.k8s.io/kwok/cmd/kwok kwok
-build kwok sigs.k8s.io/kwok/cmd/kwokctl kwokctl
-for c in kube-apiserver kube-controller-manager kube-scheduler; do
-  build kubernetes "k8s.io/kubernetes/cmd/$c" "$c" "$k8s_ldflags"
-done
+if [ "$target" = node ]; then
+  for c in kubelet kube-proxy; do
+    build kubernetes "k8s.io/kubernetes/cmd/$c" "$c" "$k8s_ldflags"
+  done
+  build coredns github.com/coredns/coredns coredns
+  build metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server metrics-server \
+    "-X sigs.k8s.io/metrics-server/pkg/version.gitVersion=${METRICS_SERVER_VERSION}"
+else
+  build etcd . etcd
+  build kwok sigs.k8s.io/kwok/cmd/kwok kwok
+  build kwok sigs.k8s.io/kwok/cmd/kwokctl kwokctl
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    build kubernetes "k8s.io/kubernetes/cmd/$c" "$c" "$k8s_ldflags"
+  done
+fi
 echo "$bin"
