@@ -433,7 +433,7 @@ class PhaseOverride(ApiModel):
     shards: Annotated[int, Field(ge=1, le=256)] | None = None
     hpa: Hpa | None = None
     images: Annotated[dict[ComponentName, Image], Field(max_length=32)] | None = None
-    """Component name -> image, e.g. postgres, redis, rabbitmq."""
+    """Component -> image in this phase (postgres, redis, gateway...); wins over the operator's."""
 
 
 # ------------------------------------------------------------- spec: mesh, observability

@@ -11,18 +11,24 @@ from dataclasses import dataclass
 
 from phaseshift.api import DEFAULT_IMAGE
 
-# Pinned default image per component; `spec.overrides[].images` replaces any of them
-# by the same key. Tags are pinned so a phase renders the same objects tomorrow.
+# Pinned default image per component, at the major versions tested here: the local images
+# are built from Debian bookworm's packages (PostgreSQL 15, Redis 7.0, RabbitMQ 3.10,
+# nginx 1.22, postgres-exporter 0.11, redis-exporter 1.45), Kafka 4.1.1
+# (tools/versions.env) and Cassandra 5.0. Pods use an image only for its binaries (every
+# container has an explicit command), so any image with the same binaries at the same
+# paths runs the same. `spec.overrides[].images` replaces any of them by the same key, and
+# the operator's image table (phaseshift.imagemap) replaces them operator-wide. Tags are
+# pinned so a phase renders the same objects tomorrow.
 IMAGES: dict[str, str] = {
     "app": DEFAULT_IMAGE,
-    "postgres": "postgres:16.4",
-    "postgres-exporter": "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
-    "redis": "redis:7.4.1",
-    "redis-exporter": "oliver006/redis_exporter:v1.66.0",
-    "rabbitmq": "rabbitmq:3.13.7-management",
-    "kafka": "apache/kafka:3.8.0",
+    "postgres": "postgres:15.10",
+    "postgres-exporter": "quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
+    "redis": "redis:7.0.15",
+    "redis-exporter": "oliver006/redis_exporter:v1.45.0",
+    "rabbitmq": "rabbitmq:3.10.25-management",
+    "kafka": "apache/kafka:4.1.1",
     "cassandra": "cassandra:5.0.2",
-    "nginx": "nginx:1.27.2",
+    "nginx": "nginx:1.22.1",
 }
 
 

@@ -27,21 +27,55 @@ def _crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _images(args: argparse.Namespace) -> dict[str, str] | None:
+    """The image table from --image-map/--image-registry and the environment; None (after
+    saying why on stderr) when it cannot be used."""
+    import os
+
+    from phaseshift.imagemap import ImageMapError, images_from
+
+    try:
+        return images_from(os.environ, image_map=args.image_map, registry=args.image_registry)
+    except ImageMapError as err:
+        print(f"phaseshift {args.command}: {err}", file=sys.stderr)
+        return None
+
+
 def _plan(args: argparse.Namespace) -> int:
     from phaseshift.planview import plan_command
 
-    return plan_command(args.file, phase=args.phase, diff_from=args.diff_from)
+    images = _images(args)
+    if images is None:
+        return 2
+    return plan_command(args.file, phase=args.phase, diff_from=args.diff_from, images=images)
 
 
 def _run(args: argparse.Namespace) -> int:
     from phaseshift.operator_main import run_command
 
+    images = _images(args)
+    if images is None:
+        return 2
     return run_command(
         namespaces=args.namespace,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
         lease_name=args.lease_name,
         lease_namespace=args.lease_namespace,
+        images=images,
+    )
+
+
+def _image_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image-map",
+        metavar="COMPONENT=IMAGE,...",
+        help="replace default images per component (adds to $PHASESHIFT_IMAGE_MAP)",
+    )
+    p.add_argument(
+        "--image-registry",
+        metavar="REGISTRY[/PATH]",
+        help="pull every default image from this registry (default: $PHASESHIFT_IMAGE_REGISTRY)",
     )
 
 
@@ -78,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", type=Path, required=True)
     p.add_argument("--phase", type=int, required=True, choices=[1, 2, 3, 4])
     p.add_argument("--diff-from", type=int, choices=[1, 2, 3, 4])
+    _image_flags(p)
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("run", help="run the operator")
@@ -86,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=8080)
     p.add_argument("--lease-name", default="phaseshift-operator", help="leader-election Lease")
     p.add_argument("--lease-namespace", help="namespace of the Lease (default: $POD_NAMESPACE)")
+    _image_flags(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="the 0 -> 1M users journey on a local control plane")

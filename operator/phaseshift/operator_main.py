@@ -7,6 +7,7 @@ import faulthandler
 import logging
 import os
 import signal
+from collections.abc import Mapping
 
 import kopf
 from kubernetes import config
@@ -35,7 +36,10 @@ def run_command(
     metrics_port: int,
     lease_name: str,
     lease_namespace: str | None,
+    images: Mapping[str, str] | None = None,
 ) -> int:
+    """Runs until stopped. `images` is the image table every plan renders with (see
+    phaseshift.imagemap; the caller resolves it from flags and environment)."""
     # `kill -USR1 <pid>` prints every thread's stack: the first thing to look at when stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
@@ -51,7 +55,7 @@ def run_command(
     leader.start()
     start_http_server(metrics_port, addr="0.0.0.0", registry=metrics.registry)
     memo = kopf.Memo(
-        reconciler=Reconciler(kube, metrics),
+        reconciler=Reconciler(kube, metrics, images=images),
         batcher=SignalBatcher(signals.fetch_signals),
         leader=leader,
         metrics=metrics,

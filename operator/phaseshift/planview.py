@@ -7,6 +7,8 @@ uid yet and no generated password, so placeholders stand in for both.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,8 +35,14 @@ def load_plan(path: Path) -> ScalePlan:
     raise InvalidSpec(f"{path}: no {KIND} in the file")
 
 
-def render_file(plan: ScalePlan, phase: int) -> list[dict[str, Any]]:
-    return render_phase(plan, phase, RenderContext(db_password=PLACEHOLDER_PASSWORD))
+def render_file(
+    plan: ScalePlan, phase: int, images: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """`images` is the operator's image table (the catalog's when None)."""
+    ctx = RenderContext(db_password=PLACEHOLDER_PASSWORD)
+    if images is not None:
+        ctx = replace(ctx, images=dict(images))
+    return render_phase(plan, phase, ctx)
 
 
 def format_totals(phase: int, objects: list[dict[str, Any]]) -> str:
@@ -47,8 +55,10 @@ def _line(mark: str, obj: dict[str, Any], note: str = "") -> str:
     return f"{mark} {kind} {name} ({api_version}){note}"
 
 
-def diff_lines(plan: ScalePlan, old_phase: int, new_phase: int) -> list[str]:
-    old, new = render_file(plan, old_phase), render_file(plan, new_phase)
+def diff_lines(
+    plan: ScalePlan, old_phase: int, new_phase: int, images: Mapping[str, str] | None = None
+) -> list[str]:
+    old, new = render_file(plan, old_phase, images), render_file(plan, new_phase, images)
     diff = diff_objects(old, new)
     lines = [_line("+", obj) for obj in diff.added]
     lines += [_line("~", obj) for obj in diff.changed]
@@ -63,7 +73,13 @@ def diff_lines(plan: ScalePlan, old_phase: int, new_phase: int) -> list[str]:
     return lines
 
 
-def plan_command(path: Path, phase: int, diff_from: int | None, out: TextIO | None = None) -> int:
+def plan_command(
+    path: Path,
+    phase: int,
+    diff_from: int | None,
+    out: TextIO | None = None,
+    images: Mapping[str, str] | None = None,
+) -> int:
     out = out or sys.stdout
     try:
         plan = load_plan(path)
@@ -71,7 +87,8 @@ def plan_command(path: Path, phase: int, diff_from: int | None, out: TextIO | No
         print(f"phaseshift plan: {err}", file=sys.stderr)
         return 2
     if diff_from is None:
-        yaml.safe_dump_all(render_file(plan, phase), out, sort_keys=False, explicit_start=True)
+        objects = render_file(plan, phase, images)
+        yaml.safe_dump_all(objects, out, sort_keys=False, explicit_start=True)
     else:
-        out.write("\n".join(diff_lines(plan, diff_from, phase)) + "\n")
+        out.write("\n".join(diff_lines(plan, diff_from, phase, images)) + "\n")
     return 0

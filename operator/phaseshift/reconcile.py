@@ -75,11 +75,18 @@ CanaryQuery = Callable[[ScalePlan, datetime], rollout.CanaryReading]
 
 class Reconciler:
     def __init__(
-        self, kube: Kube, metrics: OperatorMetrics, canary_query: CanaryQuery = fetch_canary
+        self,
+        kube: Kube,
+        metrics: OperatorMetrics,
+        canary_query: CanaryQuery = fetch_canary,
+        images: Mapping[str, str] | None = None,
     ) -> None:
+        """`images` is the operator's image table (phaseshift.imagemap); None keeps the
+        catalog's pinned images."""
         self.kube = kube
         self.metrics = metrics
         self.canary_query = canary_query
+        self.images = dict(images) if images is not None else None
         self._applied: dict[str, _Applied] = {}
         self._written: dict[str, _Written] = {}
         self._passwords: dict[str, str] = {}
@@ -334,7 +341,9 @@ class Reconciler:
                 return "waiting", f"waiting for {', '.join(waiting[:5])}"
             return "done", f"the backing tiers of phase {move.to} are Ready"
         if step is Step.MIGRATE_DATA:
-            job = render_migration_job(*rollout.render_inputs(plan, status, self._password(plan)))
+            job = render_migration_job(
+                *rollout.render_inputs(plan, status, self._password(plan), images=self.images)
+            )
             self.kube.apply(job, ns)
             live = self.kube.get(job["apiVersion"], job["kind"], ns, job["metadata"]["name"])
             if live is not None and (failure := transition.job_failed(live)):
@@ -395,7 +404,9 @@ class Reconciler:
         """The phase as it should run now: the released app on the stable track, and
         whatever the rollout in progress runs beside it."""
         replicas = self._stable_replicas(plan) if phase == 4 and rollout.busy(status) else {}
-        stable, ctx = rollout.render_inputs(plan, status, self._password(plan), replicas)
+        stable, ctx = rollout.render_inputs(
+            plan, status, self._password(plan), replicas, images=self.images
+        )
         return render_phase(stable, phase, ctx)
 
     def _stable_replicas(self, plan: ScalePlan) -> dict[str, int]:

@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from phaseshift.api import (
@@ -86,8 +86,10 @@ def render_inputs(
     status: ScalePlanStatus,
     db_password: str,
     stable_replicas: Mapping[str, int] | None = None,
+    images: Mapping[str, str] | None = None,
 ) -> tuple[ScalePlan, RenderContext]:
-    """What to hand `render_phase` so it renders the phase as it should run now."""
+    """What to hand `render_phase` so it renders the phase as it should run now;
+    `images` is the operator's image table (the catalog's when None)."""
     now = tracks(plan, status)
     ctx = RenderContext(
         db_password=db_password,
@@ -96,6 +98,8 @@ def render_inputs(
         canary_weight=now.canary_weight,
         stable_replicas=dict(stable_replicas or {}),
     )
+    if images is not None:
+        ctx = replace(ctx, images=dict(images))
     return stable_plan(plan, status), ctx
 
 

@@ -19,11 +19,6 @@ from phaseshift.render.workload import app_container, app_deployment, rolling
 SERVICES = ("user-service", "data-service", "gateway")
 
 
-def _image(scope: Scope, role: str) -> str:
-    images = scope.override.images if scope.override and scope.override.images else {}
-    return images.get(role, scope.image("app"))
-
-
 def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
     bounds = autoscale(scope)
     assert bounds is not None, "phase 4 always autoscales"
@@ -33,7 +28,7 @@ def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
         scope,
         suffix=role,
         component=role,
-        container=app_container(scope, role=role, image=_image(scope, role)),
+        container=app_container(scope, role=role, image=scope.service_image(role)),
         replicas=None,
         strategy=rolling(),
         service=role,
@@ -44,7 +39,7 @@ def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
         canary_scope,
         suffix=f"{role}-canary",
         component=role,
-        container=app_container(canary_scope, role=role, image=_image(canary_scope, role)),
+        container=app_container(canary_scope, role=role, image=canary_scope.service_image(role)),
         replicas=(
             0
             if next_app is None

@@ -8,6 +8,7 @@ from typing import Any
 
 from phaseshift.api import (
     API_VERSION,
+    DEFAULT_IMAGE,
     GROUP,
     KIND,
     LABEL_PHASE,
@@ -59,11 +60,33 @@ class Scope:
         spec = self.plan.spec.model_copy(update={"app": app})
         return Scope(self.plan.model_copy(update={"spec": spec}), self.phase, self.ctx)
 
+    @property
+    def _own_images(self) -> dict[str, str]:
+        return dict(self.override.images) if self.override and self.override.images else {}
+
+    def _chose_app_image(self) -> bool:
+        return self.plan.spec.app.image != DEFAULT_IMAGE
+
     def image(self, key: str) -> str:
-        images = self.override.images if self.override and self.override.images else {}
-        if key == "app":
-            return images.get("app", self.plan.spec.app.image)
-        return images.get(key, IMAGES[key])
+        """The image of component `key`: the plan's override for this phase, else (for
+        the app) a spec.app.image the plan chose, else the operator's table."""
+        own = self._own_images
+        if key in own:
+            return own[key]
+        if key == "app" and self._chose_app_image():
+            return self.plan.spec.app.image
+        return self.ctx.images.get(key, IMAGES[key])
+
+    def service_image(self, role: str) -> str:
+        """The image of a phase-4 service: its own override, else the app's image. The
+        operator's table may name the role too, which then replaces only the default app
+        image: a plan that chose its app image keeps it for every service."""
+        own = self._own_images
+        if role in own:
+            return own[role]
+        if role in self.ctx.images and "app" not in own and not self._chose_app_image():
+            return self.ctx.images[role]
+        return self.image("app")
 
     @cached_property
     def owner_reference(self) -> dict[str, Any]:

@@ -107,5 +107,5 @@ def test_images_are_overridable_per_component(render, make_plan) -> None:
     assert containers(find(objects, "StatefulSet", "shop-postgres"))[0]["image"] == "postgres:17.0"
     assert containers(find(objects, "Deployment", "shop-redis"))[0]["image"] == "valkey:8"
     assert (
-        containers(find(render(2), "StatefulSet", "shop-postgres"))[0]["image"] == "postgres:16.4"
+        containers(find(render(2), "StatefulSet", "shop-postgres"))[0]["image"] == "postgres:15.10"
     )
