@@ -8,6 +8,7 @@ resolves the Kafka broker the sample app's tests use from Maven Central beside t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -57,14 +58,22 @@ def kafka_dir() -> Path:
     return cache_root() / f"kafka-{pinned_versions()['KAFKA_VERSION']}"
 
 
-def ensure_kafka() -> Path:
-    """Returns the Kafka directory, resolving it from Maven Central when absent."""
+def _kafka_resolved() -> bool:
+    """The broker's jars are there and were resolved from tools/kafka/pom.xml as it is now
+    (tools/kafka.sh keeps the pom's sha256 beside lib/), so a changed pom resolves again."""
     jar = kafka_dir() / "lib" / f"kafka_2.13-{pinned_versions()['KAFKA_VERSION']}.jar"
-    if jar.exists():
+    stamp = kafka_dir() / "pom.sha256"
+    pom = hashlib.sha256((TOOLS_DIR / "kafka" / "pom.xml").read_bytes()).hexdigest()
+    return jar.exists() and stamp.exists() and stamp.read_text().strip() == pom
+
+
+def ensure_kafka() -> Path:
+    """Returns the Kafka directory, resolving it from Maven Central when absent or stale."""
+    if _kafka_resolved():
         return kafka_dir()
     script = TOOLS_DIR / "kafka.sh"
     result = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0 or not jar.exists():
+    if result.returncode != 0 or not _kafka_resolved():
         raise BinariesMissing(
             f"could not resolve Kafka with {script} (exit {result.returncode}); it needs a "
             "JRE >= 17, Maven and Maven Central — run it by hand to see why"
