@@ -1,7 +1,10 @@
 # The operator's image: `phaseshift run`. Build from the repository root:
 #   docker build -t ghcr.io/phaseshift/operator:0.1.0 .
-# (the sample app's image is sample_app/Dockerfile).
-FROM python:3.11-slim AS build
+# (the sample app's image is sample_app/Dockerfile). Without a registry,
+# `phaseshift images build operator` builds it FROM the local Python image
+# (--build-arg PYTHON_IMAGE=localhost/phaseshift/python:3.11).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -15,7 +18,7 @@ COPY sample_app/ sample_app/
 RUN python -m venv /opt/phaseshift \
     && /opt/phaseshift/bin/pip install .
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
