@@ -79,6 +79,14 @@ def _image_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _images_command(args: argparse.Namespace) -> int:
+    from phaseshift.lab import images
+
+    if args.action == "list":
+        return images.list_command(args.names)
+    return images.build_command(args.names, force=args.force)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from phaseshift.lab.demo import demo_command
 
@@ -123,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-namespace", help="namespace of the Lease (default: $POD_NAMESPACE)")
     _image_flags(p)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("images", help="build the images a real node runs (buildah, no registry)")
+    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every image")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.set_defaults(func=_images_command)
 
     p = sub.add_parser("demo", help="the 0 -> 1M users journey on a local control plane")
     p.add_argument("--speed", type=float, default=1.0)
