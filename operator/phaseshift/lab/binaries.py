@@ -25,6 +25,9 @@ COMPONENTS = (
 )
 
 
+NODE_COMPONENTS = ("kubelet", "kube-proxy", "coredns", "metrics-server")
+
+
 class BinariesMissing(RuntimeError):
     """The control-plane binaries are not built and cannot be built here."""
 
@@ -50,6 +53,16 @@ def pinned_versions() -> dict[str, str]:
 def bin_dir() -> Path:
     v = pinned_versions()
     name = f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}_kwok-{v['KWOK_VERSION']}"
+    return cache_root() / "bin" / name
+
+
+def node_bin_dir() -> Path:
+    """The real node's binaries (`tools/build.sh node`): kubelet, kube-proxy, CoreDNS, metrics-server."""
+    v = pinned_versions()
+    name = (
+        f"node-k8s-{v['KUBERNETES_VERSION']}_coredns-{v['COREDNS_VERSION']}"
+        f"_metrics-server-{v['METRICS_SERVER_VERSION']}"
+    )
     return cache_root() / "bin" / name
 
 
@@ -81,20 +94,31 @@ def ensure_kafka() -> Path:
     return kafka_dir()
 
 
-def missing() -> list[str]:
-    directory = bin_dir()
-    return [c for c in COMPONENTS if not os.access(directory / c, os.X_OK)]
+def missing(directory: Path | None = None, components: tuple[str, ...] = COMPONENTS) -> list[str]:
+    directory = directory or bin_dir()
+    return [c for c in components if not os.access(directory / c, os.X_OK)]
+
+
+def _ensure(target: str, directory: Path, components: tuple[str, ...]) -> Path:
+    if not missing(directory, components):
+        return directory
+    script = TOOLS_DIR / "build.sh"
+    result = subprocess.run([str(script), target], stdout=subprocess.PIPE, text=True, check=False)
+    absent = missing(directory, components)
+    if result.returncode != 0 or absent:
+        raise BinariesMissing(
+            f"could not build {', '.join(absent)} with {script} {target} (exit {result.returncode}); "
+            "it needs Go >= 1.25 and the Go module proxy — run it by hand to see why"
+        )
+    return directory
 
 
 def ensure_built() -> Path:
-    """Returns the binary directory, building what is missing (minutes on a cold cache)."""
-    if not missing():
-        return bin_dir()
-    script = TOOLS_DIR / "build.sh"
-    result = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0 or missing():
-        raise BinariesMissing(
-            f"could not build {', '.join(missing())} with {script} (exit {result.returncode}); "
-            "it needs Go >= 1.25 and the Go module proxy — run it by hand to see why"
-        )
-    return bin_dir()
+    """Returns the control plane's binary directory, building what is missing (minutes on a
+    cold cache)."""
+    return _ensure("control-plane", bin_dir(), COMPONENTS)
+
+
+def ensure_node_built() -> Path:
+    """Returns the real node's binary directory, building what is missing."""
+    return _ensure("node", node_bin_dir(), NODE_COMPONENTS)

@@ -3,20 +3,21 @@
 etcd, kube-apiserver (TLS, RBAC, admission, ServiceAccount tokens), kube-controller-manager,
 kube-scheduler and kwok run as local processes on loopback, from binaries built by
 tools/build.sh. kwok manages fake nodes; its default stages make pods Running/Ready and
-let Job pods complete. Every process is tracked by a PID file under the cluster's
-directory, so `down` stops exactly what `up` started, also after a crash of `up`.
+let Job pods complete. With `real_node`, one real node named after the cluster joins it
+(`lab/node.py`: containerd, kubelet, kube-proxy, CoreDNS and metrics-server), and kwok
+manages only the fake nodes asked for. Every process is tracked by a PID file under the
+cluster's directory, so `down` stops exactly what `up` started, also after a crash of `up`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -25,7 +26,8 @@ import yaml
 
 from phaseshift.api import GROUP, PLURAL
 from phaseshift.crd import crd_yaml
-from phaseshift.lab import binaries
+from phaseshift.lab import binaries, node, nodeaddons, processes
+from phaseshift.lab.nodeconfig import NodeNetwork, NodePaths, bridge_name
 from phaseshift.lab.prometheus import PrometheusServer
 
 
@@ -66,6 +68,23 @@ class LocalCluster:
     def own_pids_dir(self) -> Path:
         """PID files of the processes phaseshift adds beside kwokctl's (the provisioner)."""
         return self.directory / "phaseshift-pids"
+
+    @property
+    def volumes_dir(self) -> Path:
+        """The PersistentVolumes' data (hostPath directories)."""
+        return self.directory / "volumes"
+
+    @property
+    def node_paths(self) -> NodePaths:
+        """Where the cluster's real node, if it has one, keeps its files."""
+        return node.node_paths(self.directory, self.name)
+
+    @property
+    def network(self) -> NodeNetwork:
+        return NodeNetwork(bridge=bridge_name(self.name))
+
+    def has_real_node(self) -> bool:
+        return self.node_paths.home.exists()
 
     def pids(self) -> list[int]:
         found = []
@@ -151,30 +170,77 @@ def _wait_default_serviceaccount(cluster: LocalCluster, timeout: float) -> None:
     raise ClusterError(f"the ServiceAccount controller of {cluster.name!r} did not start")
 
 
-def _write_kwokctl_config(cluster: LocalCluster) -> Path:
+def _arg(key: str, value: str, *, replace: bool = False) -> dict[str, object]:
+    # kwokctl's "override" replaces an argument it already passes, and drops any other.
+    return {"key": key, "value": value, "override": replace}
+
+
+def real_node_patches(cluster: LocalCluster) -> list[dict[str, object]]:
+    """kwokctl component patches that let a real kubelet join.
+
+    The API server listens on every address (the node's firewall table admits loopback
+    and the bridge only) and advertises the bridge's address, so pods reach it through
+    the `kubernetes` Service; it reaches kubelets by InternalIP with a client
+    certificate, verifying theirs. kwok leaves alone every node not annotated as fake.
+    """
+    pki = cluster.directory / "pki"
+    network = cluster.network
+    apiserver = [
+        _arg("bind-address", "0.0.0.0", replace=True),
+        _arg("advertise-address", network.node_ip),
+        _arg("service-cluster-ip-range", network.service_cidr),
+        _arg("kubelet-preferred-address-types", "InternalIP"),
+        _arg("kubelet-client-certificate", str(pki / "admin.crt")),
+        _arg("kubelet-client-key", str(pki / "admin.key")),
+        _arg("kubelet-certificate-authority", str(pki / "ca.crt")),
+        # The aggregation layer (metrics.k8s.io) authenticates the API server's proxy.
+        _arg("requestheader-client-ca-file", str(pki / "ca.crt")),
+        _arg("requestheader-allowed-names", "kwok-admin"),
+        _arg("requestheader-username-headers", "X-Remote-User"),
+        _arg("requestheader-group-headers", "X-Remote-Group"),
+        _arg("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
+    ]
+    kwok = [
+        _arg("manage-all-nodes", "false", replace=True),
+        _arg("manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake"),
+    ]
+    return [
+        {"name": "kube-apiserver", "extraArgs": apiserver},
+        {"name": "kwok-controller", "extraArgs": kwok},
+    ]
+
+
+def _write_kwokctl_config(cluster: LocalCluster, real_node: bool) -> Path:
     # Every component listens on loopback only; kwokctl's default is all interfaces.
     path = kwok_workdir() / f"{cluster.name}-kwokctl.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = {
+    options: dict[str, object] = {"bindAddress": "127.0.0.1"}
+    config: dict[str, object] = {
         "kind": "KwokctlConfiguration",
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-        "options": {"bindAddress": "127.0.0.1"},
+        "options": options,
     }
+    if real_node:
+        network = cluster.network
+        options["kubeApiserverCertSANs"] = [network.node_ip, network.kubernetes_service_ip]
+        config["componentsPatches"] = real_node_patches(cluster)
     path.write_text(yaml.safe_dump(config))
     return path
 
 
 def _start_provisioner(cluster: LocalCluster) -> None:
-    cluster.own_pids_dir.mkdir(parents=True, exist_ok=True)
-    log = (cluster.directory / "provisioner.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "phaseshift.lab.provisioner", str(cluster.kubeconfig)],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+    processes.spawn(
+        cluster.own_pids_dir,
+        "provisioner",
+        [
+            sys.executable,
+            "-m",
+            "phaseshift.lab.provisioner",
+            str(cluster.kubeconfig),
+            str(cluster.volumes_dir),
+        ],
+        cluster.directory / "provisioner.log",
     )
-    (cluster.own_pids_dir / "provisioner.pid").write_text(str(process.pid))
 
 
 def up(
@@ -184,8 +250,13 @@ def up(
     with_prometheus: bool = False,
     port: int = 0,
     timeout: float = 120.0,
+    real_node: bool = False,
 ) -> LocalCluster:
-    """Starts a cluster and waits until its nodes are Ready. Leaves nothing running on failure."""
+    """Starts a cluster and waits until its nodes are Ready. Leaves nothing running on failure.
+
+    With `real_node`, one real node named after the cluster joins it (beside `nodes`
+    kwok nodes), and CoreDNS and metrics-server run on it before this returns.
+    """
     cluster = LocalCluster(name)
     if cluster.is_running():
         raise ClusterError(
@@ -194,17 +265,22 @@ def up(
         )
     if port and port_open("127.0.0.1", port):
         raise ClusterError(f"port {port} on 127.0.0.1 is already in use; choose another --port")
+    if real_node:
+        _check_real_node_possible(cluster)
     try:
         bin_dir = binaries.ensure_built()
+        node_bin_dir = binaries.ensure_node_built() if real_node else None
     except binaries.BinariesMissing as e:
         raise ClusterError(str(e)) from e
+    if real_node:
+        _ensure_node_images()
     if cluster.exists():
         # Left behind by a crash: clear it so the new cluster starts clean.
         down(name)
     args = [
         "create", "cluster", "--name", name, "--runtime", "binary",
         "--secure-port=true", "--kube-authorization=true", "--kube-admission=true",
-        "--config", str(_write_kwokctl_config(cluster)),
+        "--config", str(_write_kwokctl_config(cluster, real_node)),
         "--kubeconfig", "", "--wait", f"{int(timeout)}s", "--quiet-pull",
         "--disable-qps-limits",
         f"--etcd-binary={bin_dir / 'etcd'}",
@@ -217,10 +293,15 @@ def up(
         args.append(f"--kube-apiserver-port={port}")
     try:
         _kwokctl(bin_dir, *args)
-        _kwokctl(bin_dir, "scale", "node", "--name", name, "--replicas", str(nodes))
+        if nodes:
+            _kwokctl(bin_dir, "scale", "node", "--name", name, "--replicas", str(nodes))
         _start_provisioner(cluster)
-        _wait_nodes_ready(cluster, nodes, timeout)
+        if node_bin_dir is not None:
+            _start_real_node(cluster, node_bin_dir)
+        _wait_nodes_ready(cluster, nodes + (1 if real_node else 0), timeout)
         _wait_default_serviceaccount(cluster, timeout)
+        if real_node:
+            _install_node_addons(cluster, timeout)
         if with_prometheus:
             prometheus = PrometheusServer(cluster.prometheus_dir)
             prometheus.start()
@@ -230,46 +311,137 @@ def up(
     return cluster
 
 
+NODE_IMAGES = ("pause", "coredns", "metrics-server")
+
+
+def _check_real_node_possible(cluster: LocalCluster) -> None:
+    """Refuses, in one line and before anything changes, what cannot work here."""
+    missing = node.missing_requirements()
+    if missing:
+        raise ClusterError("cannot start a real node: " + "; ".join(missing))
+    other = node.running_node_elsewhere(kwok_workdir() / "clusters", cluster.name)
+    if other:
+        raise ClusterError(
+            f"cluster {other!r} already runs a real node on this machine (one at most: the "
+            f"kubelet owns host-wide paths); stop it with `phaseshift cluster down --name {other}`"
+        )
+    taken = node.taken_ports()
+    if taken:
+        raise ClusterError(
+            f"the real node's ports {', '.join(map(str, taken))} are already in use "
+            "(kubelet 10250/10248, kube-proxy 10249/10256); stop what listens there"
+        )
+
+
+def _ensure_node_images() -> None:
+    from phaseshift.lab import images
+
+    try:
+        images.build(NODE_IMAGES)
+    except images.ImageError as e:
+        raise ClusterError(f"cannot build the node's images: {e}") from e
+
+
+def load_images(cluster: LocalCluster, names: Sequence[str]) -> None:
+    """Builds the named images when their inputs changed and loads them into the
+    cluster's real node, so pods that name them start without any registry."""
+    from phaseshift.lab import images
+
+    if not cluster.has_real_node():
+        raise ClusterError(f"cluster {cluster.name!r} has no real node to load images into")
+    try:
+        images.build(names)
+        images.load_into_containerd(names, cluster.node_paths.containerd_socket)
+    except images.ImageError as e:
+        raise ClusterError(str(e)) from e
+
+
+def _start_real_node(cluster: LocalCluster, bin_dir: Path) -> None:
+    from phaseshift.lab import images
+
+    network, paths = cluster.network, cluster.node_paths
+    _, port = cluster.server()
+    node.prepare_host(network, paths, node.firewall_table_name(cluster.name), port)
+    node.issue_certificates(cluster.directory / "pki", paths, cluster.name, network)
+    node.start_containerd(paths, images.reference("pause"))
+    images.load_into_containerd(NODE_IMAGES, paths.containerd_socket)
+    server = f"https://{network.node_ip}:{port}"
+    node.start_kubelet_and_proxy(bin_dir, network, paths, cluster.name, server)
+
+
+def _install_node_addons(cluster: LocalCluster, timeout: float) -> None:
+    from phaseshift.lab import images
+
+    objects = nodeaddons.addons(
+        cluster.network, images.reference("coredns"), images.reference("metrics-server")
+    )
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "--server-side", "-f", "-"],
+        input=yaml.safe_dump_all(objects),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"could not install CoreDNS and metrics-server: {result.stderr.strip()}")
+    for deployment in ("coredns", "metrics-server"):
+        status = _kubectl(
+            cluster, "-n", nodeaddons.NAMESPACE, "rollout", "status", f"deployment/{deployment}",
+            f"--timeout={int(timeout)}s",
+        )  # fmt: skip
+        if status.returncode != 0:
+            gone = node.exited(cluster.node_paths)
+            why = f" (exited: {', '.join(gone)})" if gone else ""
+            raise ClusterError(
+                f"{deployment} did not become available on the real node{why}: "
+                f"{status.stderr.strip()}"
+            )
+    # HPAs read CPU once the aggregated metrics API answers (after a first scrape).
+    metrics_api = _kubectl(
+        cluster, "wait", "--for=condition=Available", "apiservice/v1beta1.metrics.k8s.io",
+        f"--timeout={int(timeout)}s",
+    )  # fmt: skip
+    if metrics_api.returncode != 0:
+        raise ClusterError(f"the metrics API did not become available: {metrics_api.stderr.strip()}")
+
+
 def down(name: str = "phaseshift") -> bool:
-    """Stops every process of the cluster by PID and removes its files. True if any existed."""
+    """Stops every process of the cluster by PID and removes its files. True if any existed.
+
+    A real node is torn down first and completely: its containers, mounts, network
+    namespaces, bridge, firewall chains and cgroups, and the host settings it changed.
+    """
     cluster = LocalCluster(name)
     if not cluster.exists():
         return False
     PrometheusServer(cluster.prometheus_dir).stop()
+    if cluster.has_real_node():
+        node.teardown(cluster.network, cluster.node_paths, node.firewall_table_name(name))
     # Read the PID files first: kwokctl removes the cluster's directory with them.
     pids = cluster.pids()
     if not binaries.missing():
         _kwokctl(binaries.bin_dir(), "delete", "cluster", "--name", name, check=False)
     for pid in pids:  # ours (the provisioner) and whatever kwokctl could not stop
-        _terminate(pid)
+        processes.terminate(pid)
     shutil.rmtree(cluster.directory, ignore_errors=True)
     (kwok_workdir() / f"{name}-kwokctl.yaml").unlink(missing_ok=True)
     return True
 
 
-def _terminate(pid: int, grace: float = 5.0) -> None:
+def up_command(
+    name: str, *, nodes: int, with_prometheus: bool, port: int = 0, real_node: bool = False
+) -> int:
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def up_command(name: str, *, nodes: int, with_prometheus: bool, port: int = 0) -> int:
-    try:
-        cluster = up(name, nodes=nodes, with_prometheus=with_prometheus, port=port)
+        cluster = up(
+            name, nodes=nodes, with_prometheus=with_prometheus, port=port, real_node=real_node
+        )
     except ClusterError as e:
         print(f"phaseshift cluster up: {e}", file=sys.stderr)
         return 1
-    print(f"cluster {name!r} is up with {nodes} Ready nodes")
+    if real_node:
+        print(f"cluster {name!r} is up with a real node {name!r} and {nodes} kwok nodes, all Ready")
+    else:
+        print(f"cluster {name!r} is up with {nodes} Ready nodes")
     print(f"  kubectl --kubeconfig {cluster.kubeconfig} get nodes")
     if with_prometheus:
         print(f"  Prometheus: {PrometheusServer(cluster.prometheus_dir).url}")
