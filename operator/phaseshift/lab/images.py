@@ -40,6 +40,8 @@ REGISTRY = "localhost/phaseshift"
 INPUTS_LABEL = "dev.phaseshift.inputs"
 DOCKERFILES = TOOLS_DIR / "images"
 DEBIAN_SUITE = "bookworm"
+# The catalog's default (cassandra:5.0.2): Apache publishes cassandra-all to Maven Central.
+CASSANDRA_VERSION = "5.0.2"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # Registries are reached through a proxy whose CA only the host's bundle has: the base
 # image carries the bundle, and the extra CAs so that update-ca-certificates keeps them.
@@ -168,7 +170,8 @@ def image_set() -> dict[str, Image]:
         Image("redis", "7.0", base="debian"),
         Image("redis-exporter", "1.45.0", base="debian"),
         Image("rabbitmq", "3.10", base="debian"),
-        Image("kafka", pinned["KAFKA_VERSION"], base="debian", extras=_kafka_extras),
+        Image("jre", "17", base="debian"),
+        Image("kafka", pinned["KAFKA_VERSION"], base="jre", extras=_kafka_extras),
         Image("nginx", "1.22", base="debian"),
         Image("prometheus", "2.42.0", base="debian"),
         Image("coredns", pinned["COREDNS_VERSION"], base="debian", extras=_node_extras("coredns")),
@@ -179,6 +182,7 @@ def image_set() -> dict[str, Image]:
         ),
         # pause.c of the pinned Kubernetes release, whose build/pause/Makefile tags it 3.10.1.
         Image("pause", "3.10.1", base="debian", extras=_pause_extras),
+        Image("cassandra", CASSANDRA_VERSION, base="jre", extras=_maven_jars("cassandra")),
     ]
     return {image.name: image for image in table}
 
@@ -413,6 +417,51 @@ def _kafka_extras(prepare: bool) -> dict[str, Path]:
     if not (home / "lib").is_dir():
         raise InputsMissing(f"Kafka's jars are not resolved yet ({home}; tools/kafka.sh)")
     return {"libs": home / "lib"}
+
+
+def _maven_jars(name: str) -> Extras:
+    """The jars tools/images/<name>/pom.xml resolves (its <name>.version set to the
+    image's version), staged as lib/."""
+
+    def extras(prepare: bool) -> dict[str, Path]:
+        return {"lib": resolve_jars(name, image_set()[name].version, prepare)}
+
+    return extras
+
+
+def resolve_jars(name: str, version: str, prepare: bool) -> Path:
+    """Resolves tools/images/<name>/pom.xml from Maven Central into the cache once per
+    version and pom (its sha256 is kept beside lib/, as tools/kafka.sh does)."""
+    pom = DOCKERFILES / name / "pom.xml"
+    home = binaries.cache_root() / f"{name}-{version}"
+    stamp = home / "pom.sha256"
+    wanted = hashlib.sha256(pom.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text().strip() == wanted:
+        return home / "lib"
+    if not prepare:
+        raise InputsMissing(f"{name} {version}'s jars are not resolved yet ({home})")
+    mvn = _need("mvn", "maven")
+    partial = home.with_name(f"{home.name}.tmp")
+    _remove_tree(partial)
+    _say(f"resolving {name} {version} from Maven Central...")
+    _run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            f"-D{name}.version={version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={partial / 'lib'}",
+        ],
+        f"resolving {name} {version} with Maven",
+    )
+    (partial / "pom.sha256").write_text(wanted + "\n")
+    _remove_tree(home)
+    partial.rename(home)
+    return home / "lib"
 
 
 def _node_extras(binary: str) -> Extras:
