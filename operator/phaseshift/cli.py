@@ -12,8 +12,14 @@ def _cluster(args: argparse.Namespace) -> int:
     from phaseshift.lab import cluster
 
     if args.action == "up":
+        # kwok nodes only when asked beside a real node, so that workloads land on it.
+        nodes = args.nodes if args.nodes is not None else (0 if args.real_node else 3)
         return cluster.up_command(
-            args.name, nodes=args.nodes, with_prometheus=args.prometheus, port=args.port
+            args.name,
+            nodes=nodes,
+            with_prometheus=args.prometheus,
+            port=args.port,
+            real_node=args.real_node,
         )
     if args.action == "down":
         return cluster.down_command(args.name)
@@ -105,10 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phaseshift", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("cluster", help="a local control plane (etcd, kube-apiserver, kwok nodes)")
+    p = sub.add_parser(
+        "cluster", help="a local control plane (etcd, kube-apiserver; kwok nodes or a real node)"
+    )
     p.add_argument("action", choices=["up", "down", "kubeconfig"])
     p.add_argument("--name", default="phaseshift")
-    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument(
+        "--nodes", type=int, default=None, help="kwok nodes (default: 3, or 0 with --real-node)"
+    )
+    p.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also run a real node here (containerd, kubelet, kube-proxy; needs root)",
+    )
     p.add_argument("--prometheus", action="store_true", help="also start Prometheus on loopback")
     p.add_argument("--port", type=int, default=0, help="kube-apiserver port (default: a free one)")
     p.set_defaults(func=_cluster)
