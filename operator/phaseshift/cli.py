@@ -90,6 +90,10 @@ def _images_command(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         return images.list_command(args.names)
+    if args.action == "load":
+        from phaseshift.lab import cluster
+
+        return cluster.load_images_command(args.cluster, args.names)
     return images.build_command(args.names, force=args.force)
 
 
@@ -148,9 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("images", help="build the images a real node runs (buildah, no registry)")
-    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("action", choices=["build", "list", "load"])
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every image")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.add_argument(
+        "--cluster", default="phaseshift", help="load: the cluster whose real node gets them"
+    )
     p.set_defaults(func=_images_command)
 
     p = sub.add_parser("demo", help="the 0 -> 1M users journey on a local control plane")

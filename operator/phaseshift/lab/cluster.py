@@ -356,6 +356,24 @@ def load_images(cluster: LocalCluster, names: Sequence[str]) -> None:
         raise ClusterError(str(e)) from e
 
 
+def load_images_command(name: str, names: Sequence[str]) -> int:
+    """`phaseshift images load [NAME...] --cluster N` (every image when none is named)."""
+    from phaseshift.lab import images
+
+    cluster = LocalCluster(name)
+    if not cluster.is_running():
+        print(f"phaseshift images load: no running cluster named {name!r}", file=sys.stderr)
+        return 1
+    wanted = list(names) or list(images.image_set())
+    try:
+        load_images(cluster, wanted)
+    except ClusterError as e:
+        print(f"phaseshift images load: {e}", file=sys.stderr)
+        return 1
+    print(f"loaded into the real node of {name!r}: {', '.join(wanted)}")
+    return 0
+
+
 def _start_real_node(cluster: LocalCluster, bin_dir: Path) -> None:
     from phaseshift.lab import images
 
@@ -402,7 +420,9 @@ def _install_node_addons(cluster: LocalCluster, timeout: float) -> None:
         f"--timeout={int(timeout)}s",
     )  # fmt: skip
     if metrics_api.returncode != 0:
-        raise ClusterError(f"the metrics API did not become available: {metrics_api.stderr.strip()}")
+        raise ClusterError(
+            f"the metrics API did not become available: {metrics_api.stderr.strip()}"
+        )
 
 
 def down(name: str = "phaseshift") -> bool:
