@@ -1,9 +1,14 @@
 """The NoSQL store of phase 4, beside PostgreSQL: SQL for transactions, NoSQL for scale.
 
-Cassandra rather than ScyllaDB: the official cassandra image runs unprivileged and is
-configured entirely through documented environment variables, while ScyllaDB's image
-expects to tune the host (CPU pinning, I/O setup) under a root supervisord, which a
-restricted pod security context forbids.
+Cassandra rather than ScyllaDB: Cassandra runs unprivileged with nothing but its own
+configuration, while ScyllaDB's image expects to tune the host (CPU pinning, I/O setup)
+under a root supervisord, which a restricted pod security context forbids.
+
+The image supplies the Cassandra distribution under /opt/cassandra, nothing else: the
+pod copies the distribution's conf/ (JVM options, logback) into its own directory, puts
+cassandra.yaml and cassandra-rackdc.properties from the ConfigMap beside them with its
+own address, and runs `cassandra -f` on that directory (CASSANDRA_CONF), never an
+image's entrypoint or its CASSANDRA_* environment conventions.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from phaseshift.catalog import CASSANDRA_NODES, COMPONENT_SIZES, STORAGE
+from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
+    empty_dir,
+    env_from_pod,
     pod_security,
     pod_template,
     resources,
@@ -21,25 +29,77 @@ from phaseshift.render.pods import (
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
 from phaseshift.render.statefulset import data_statefulset
+from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "nosql"
 SUFFIX = "cassandra"
 PEERS = "cassandra-hl"
+CONFIG = "cassandra-config"
 CASSANDRA_UID = 999  # the cassandra user of the official image
 SEEDS = 2
+HOME = "/opt/cassandra"
+DATA = "/var/lib/cassandra"
+CONF_DIR = "/etc/phaseshift/cassandra"  # an emptyDir the start script fills
+LOGS = "/var/log/cassandra"
+
+
+def cassandra_yaml(scope: Scope) -> str:
+    """The node's settings but its own address (appended at start). The directories are
+    the ones the official image used, so volumes it wrote keep working; num_tokens and
+    the allocator are the distribution's defaults, which a node's ring position depends
+    on."""
+    peers = scope.name(PEERS)
+    seeds = ",".join(f"{scope.name(SUFFIX)}-{i}.{peers}" for i in range(SEEDS))
+    return f"""cluster_name: "{scope.plan_label}"
+num_tokens: 16
+allocate_tokens_for_local_replication_factor: 3
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: GossipingPropertyFileSnitch
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "{seeds}"
+storage_port: 7000
+native_transport_port: 9042
+rpc_address: 0.0.0.0
+data_file_directories:
+  - {DATA}/data
+commitlog_directory: {DATA}/commitlog
+saved_caches_directory: {DATA}/saved_caches
+hints_directory: {DATA}/hints
+cdc_raw_directory: {DATA}/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+"""
+
+
+RACKDC = "dc=dc1\nrack=rack1\n"
+
+_START = f"""set -eu
+cp -R {HOME}/conf/. {CONF_DIR}/
+cp /config/cassandra.yaml /config/cassandra-rackdc.properties {CONF_DIR}/
+{{
+  echo "listen_address: $POD_IP"
+  echo "broadcast_rpc_address: $POD_IP"
+}} >> {CONF_DIR}/cassandra.yaml
+exec {HOME}/bin/cassandra -f
+"""
+
+
+def start_script() -> str:
+    return _START
 
 
 def _statefulset(scope: Scope) -> dict[str, Any]:
-    peers = scope.name(PEERS)
-    seeds = ",".join(f"{scope.name(SUFFIX)}-{i}.{peers}" for i in range(SEEDS))
     cassandra = {
         "name": "cassandra",
         "image": scope.image("cassandra"),
+        "command": ["sh", "-c", start_script()],
         "env": [
-            {"name": "CASSANDRA_SEEDS", "value": seeds},
-            {"name": "CASSANDRA_CLUSTER_NAME", "value": scope.plan_label},
-            {"name": "CASSANDRA_DC", "value": "dc1"},
-            {"name": "CASSANDRA_ENDPOINT_SNITCH", "value": "GossipingPropertyFileSnitch"},
+            env_from_pod("POD_IP", "status.podIP"),
+            # Read by Cassandra's own scripts (cassandra.in.sh, cassandra-env.sh).
+            {"name": "CASSANDRA_CONF", "value": CONF_DIR},
+            {"name": "CASSANDRA_LOG_DIR", "value": LOGS},
             {"name": "MAX_HEAP_SIZE", "value": "2G"},
             {"name": "HEAP_NEWSIZE", "value": "400M"},
         ],
@@ -50,15 +110,27 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "readinessProbe": tcp_probe("cql", period=10),
         "livenessProbe": tcp_probe("intra-node", period=20),
         "resources": resources(COMPONENT_SIZES["cassandra"]),
-        # The entrypoint writes the environment into /etc/cassandra/cassandra.yaml.
+        # The JVM may write heap dumps below the install tree.
         "securityContext": container_security(read_only_root=False),
-        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/cassandra"}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA},
+            {"name": "config", "mountPath": "/config", "readOnly": True},
+            {"name": "conf", "mountPath": CONF_DIR},
+            {"name": "logs", "mountPath": LOGS},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
     spec = {
         "securityContext": pod_security(CASSANDRA_UID),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 120,
         "containers": [cassandra],
+        "volumes": [
+            {"name": "config", "configMap": {"name": scope.name(CONFIG)}},
+            empty_dir("conf"),
+            empty_dir("logs"),
+            empty_dir("tmp"),
+        ],
     }
     # Cassandra exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
     return data_statefulset(
@@ -66,7 +138,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         suffix=SUFFIX,
         component=COMPONENT,
         replicas=CASSANDRA_NODES,
-        service_name=peers,
+        service_name=scope.name(PEERS),
         # Cassandra bootstraps one node at a time into the ring.
         pod_management="OrderedReady",
         template=pod_template(
@@ -76,6 +148,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             spec=spec,
             metrics_port=None,
             meshed=False,
+            annotations={ANNOTATION_CONFIG_HASH: content_hash(cassandra_yaml(scope), RACKDC)},
         ),
         storage=STORAGE["cassandra"],
     )
@@ -85,7 +158,14 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
     if scope.phase < 4:
         return []
     selector = scope.selector(SUFFIX)
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": scope.metadata(CONFIG, COMPONENT),
+        "data": {"cassandra.yaml": cassandra_yaml(scope), "cassandra-rackdc.properties": RACKDC},
+    }
     return [
+        config,
         service(
             scope,
             PEERS,

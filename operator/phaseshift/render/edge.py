@@ -81,7 +81,17 @@ def _deployment(scope: Scope) -> dict[str, Any]:
     nginx = {
         "name": "nginx",
         "image": scope.image("nginx"),
-        "command": ["nginx", "-g", "daemon off;", "-c", "/etc/nginx/edge/nginx.conf"],
+        # -e: the error log nginx opens before it reads the configuration (the build's
+        # default path is not writable here).
+        "command": [
+            "nginx",
+            "-e",
+            "stderr",
+            "-g",
+            "daemon off;",
+            "-c",
+            "/etc/nginx/edge/nginx.conf",
+        ],
         "ports": [{"name": "http", "containerPort": LISTEN}],
         "readinessProbe": http_probe("/nginx-health", "http", period=5),
         "livenessProbe": http_probe("/nginx-health", "http"),

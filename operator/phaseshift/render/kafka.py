@@ -1,4 +1,10 @@
-"""The event stream of phase 4: Kafka in KRaft mode, three combined broker/controllers."""
+"""The event stream of phase 4: Kafka in KRaft mode, three combined broker/controllers.
+
+The image supplies Kafka's own scripts under /opt/kafka/bin, nothing else: the pod writes
+server.properties from the ConfigMap plus its node id and advertised listener, formats
+its log directory once (`kafka-storage.sh format --ignore-formatted`) with the plan's
+cluster id, then execs `kafka-server-start.sh`. No KAFKA_* translation by an image.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ import hashlib
 from typing import Any
 
 from phaseshift.catalog import COMPONENT_SIZES, KAFKA_BROKERS, STORAGE
+from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
+    empty_dir,
     env_from_pod,
     pod_security,
     pod_template,
@@ -18,12 +26,19 @@ from phaseshift.render.pods import (
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
 from phaseshift.render.statefulset import data_statefulset
+from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "stream"
 SUFFIX = "kafka"
 PEERS = "kafka-hl"
+CONFIG = "kafka-config"
 KAFKA_UID = 1000  # appuser of the apache/kafka image
 DATA = "/var/lib/kafka/data"
+# A directory below the mount point: the broker takes every directory in log.dirs for a
+# partition or its metadata, and a fresh volume's lost+found is neither.
+LOG_DIRS = f"{DATA}/logs"
+BIN = "/opt/kafka/bin"
+CONFIG_DIR = "/etc/phaseshift/kafka"
 # Partitions of an auto-created topic (the app's event topic): one per event consumer.
 PARTITIONS = 3
 
@@ -39,41 +54,62 @@ def cluster_id(scope: Scope) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def _env(scope: Scope) -> list[dict[str, Any]]:
+def server_properties(scope: Scope) -> str:
+    """Everything but node.id and advertised.listeners, which are the pod's own."""
     peers = scope.name(PEERS)
     voters = ",".join(f"{i}@{scope.name(SUFFIX)}-{i}.{peers}:9093" for i in range(KAFKA_BROKERS))
     quorum = str(KAFKA_BROKERS // 2 + 1)
     settings = {
-        "CLUSTER_ID": cluster_id(scope),
-        "KAFKA_PROCESS_ROLES": "broker,controller",
-        "KAFKA_CONTROLLER_QUORUM_VOTERS": voters,
-        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
-        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://$(POD_NAME).{peers}:9092",
-        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
-        "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
-        "KAFKA_LOG_DIRS": DATA,
-        "KAFKA_DEFAULT_REPLICATION_FACTOR": str(KAFKA_BROKERS),
-        "KAFKA_NUM_PARTITIONS": str(PARTITIONS),
-        "KAFKA_MIN_INSYNC_REPLICAS": quorum,
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": str(KAFKA_BROKERS),
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": str(KAFKA_BROKERS),
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": quorum,
-        "KAFKA_HEAP_OPTS": "-Xms1g -Xmx1g",
+        "process.roles": "broker,controller",
+        "controller.quorum.voters": voters,
+        "listeners": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": LOG_DIRS,
+        "default.replication.factor": str(KAFKA_BROKERS),
+        "num.partitions": str(PARTITIONS),
+        "min.insync.replicas": quorum,
+        "offsets.topic.replication.factor": str(KAFKA_BROKERS),
+        "transaction.state.log.replication.factor": str(KAFKA_BROKERS),
+        "transaction.state.log.min.isr": quorum,
     }
-    return [
-        env_from_pod("POD_NAME", "metadata.name"),
-        # The pod-index label (Kubernetes >= 1.28) is the StatefulSet ordinal: a stable node id.
-        env_from_pod("KAFKA_NODE_ID", "metadata.labels['apps.kubernetes.io/pod-index']"),
-        *({"name": key, "value": value} for key, value in settings.items()),
-    ]
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+# `--cluster-id=...` in one word: a base64url id may start with '-'.
+_START = f"""set -eu
+props=/tmp/server.properties
+{{
+  cat {CONFIG_DIR}/server.properties
+  echo "node.id=$NODE_ID"
+  echo "advertised.listeners=PLAINTEXT://$POD_NAME.$PEERS:9092"
+}} > "$props"
+{BIN}/kafka-storage.sh format --ignore-formatted --cluster-id="$CLUSTER_ID" --config "$props"
+exec {BIN}/kafka-server-start.sh "$props"
+"""
+
+
+def start_script() -> str:
+    return _START
 
 
 def _statefulset(scope: Scope) -> dict[str, Any]:
     kafka = {
         "name": "kafka",
         "image": scope.image("kafka"),
-        "env": _env(scope),
+        "command": ["sh", "-c", start_script()],
+        "env": [
+            env_from_pod("POD_NAME", "metadata.name"),
+            # The pod-index label (Kubernetes >= 1.28) is the StatefulSet ordinal: a stable
+            # node id.
+            env_from_pod("NODE_ID", "metadata.labels['apps.kubernetes.io/pod-index']"),
+            {"name": "PEERS", "value": scope.name(PEERS)},
+            {"name": "CLUSTER_ID", "value": cluster_id(scope)},
+            # Read by Kafka's own scripts: the heap, and where its log4j files go.
+            {"name": "KAFKA_HEAP_OPTS", "value": "-Xms1g -Xmx1g"},
+            {"name": "LOG_DIR", "value": "/var/log/kafka"},
+        ],
         "ports": [
             {"name": "client", "containerPort": 9092},
             {"name": "controller", "containerPort": 9093},
@@ -81,15 +117,25 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "readinessProbe": tcp_probe("client", period=10),
         "livenessProbe": tcp_probe("controller", period=20),
         "resources": resources(COMPONENT_SIZES["kafka"]),
-        # The image renders server.properties into its install tree at start-up.
+        # The JVM and Kafka's scripts are not known to write only where told.
         "securityContext": container_security(read_only_root=False),
-        "volumeMounts": [{"name": "data", "mountPath": DATA}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "logs", "mountPath": "/var/log/kafka"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
     spec = {
         "securityContext": pod_security(KAFKA_UID),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 120,
         "containers": [kafka],
+        "volumes": [
+            {"name": "config", "configMap": {"name": scope.name(CONFIG)}},
+            empty_dir("logs"),
+            empty_dir("tmp"),
+        ],
     }
     # Kafka exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
     return data_statefulset(
@@ -107,6 +153,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             spec=spec,
             metrics_port=None,
             meshed=False,
+            annotations={ANNOTATION_CONFIG_HASH: content_hash(server_properties(scope))},
         ),
         storage=STORAGE["kafka"],
     )
@@ -116,7 +163,14 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
     if scope.phase < 4:
         return []
     selector = scope.selector(SUFFIX)
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": scope.metadata(CONFIG, COMPONENT),
+        "data": {"server.properties": server_properties(scope)},
+    }
     return [
+        config,
         service(
             scope,
             PEERS,

@@ -1,8 +1,13 @@
 """PostgreSQL from phase 2: a primary, streaming read replicas, and optional shards.
 
-Replicas clone the primary with `pg_basebackup -R` in an initContainer, which leaves a
-standby.signal and primary_conninfo behind, so the same postgres image then starts as a
-hot standby. Shards are independent primaries in one StatefulSet, one pod per shard.
+The pods use the image only for its binaries (`postgres`, `initdb`, `pg_ctl`, `psql`,
+`pg_basebackup`, `pg_isready` on PATH), never its entrypoint: an initContainer runs
+`initdb` when the volume holds no database (with the password from the Secret), creates
+the app's database and the replication role, and the server starts as
+`postgres -D PGDATA` with postgresql.conf and pg_hba.conf from a ConfigMap. Replicas
+clone the primary with `pg_basebackup -R` instead, which leaves standby.signal and
+primary_conninfo behind, so the same command then starts a hot standby. Shards are
+independent primaries in one StatefulSet, one pod per shard.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from typing import Any
 
 from phaseshift.catalog import COMPONENT_SIZES, STORAGE
 from phaseshift.render import credentials as cred
+from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
     empty_dir,
@@ -24,34 +30,89 @@ from phaseshift.render.scope import LABEL_SERVICE, Scope
 from phaseshift.render.service import port, service
 from phaseshift.render.sizing import read_replicas, shards
 from phaseshift.render.statefulset import data_statefulset
+from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "database"
 PRIMARY = "postgres"
 REPLICA = "postgres-replica"
 SHARD = "postgres-shard"
 PEERS = "postgres-hl"
+CONFIG = "postgres-config"
 POSTGRES_UID = 999  # the postgres user of the official Debian-based image
-PGDATA = "/var/lib/postgresql/data/pgdata"
+DATA = "/var/lib/postgresql/data"
+# A directory below the mount point: a fresh volume's lost+found is no database.
+PGDATA = f"{DATA}/pgdata"
+CONFIG_DIR = "/etc/phaseshift/postgres"
+SOCKETS = "/var/run/postgresql"
 EXPORTER_PORT = 9187
 
-_INIT_SCRIPT = """#!/bin/sh
-# Runs once, when initdb creates the primary: a role for replicas to clone and stream with.
-set -eu
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<SQL
-CREATE ROLE {user} WITH REPLICATION LOGIN PASSWORD '$REPLICATION_PASSWORD';
-SQL
-echo "host replication {user} all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+POSTGRESQL_CONF = f"""# Read through `postgres -c config_file=...`: the copies initdb and pg_basebackup leave
+# in the data directory are not used (postgresql.auto.conf there still is).
+listen_addresses = '*'
+port = 5432
+unix_socket_directories = '{SOCKETS}'
+max_connections = 100
+shared_buffers = 128MB
+password_encryption = scram-sha-256
+wal_level = replica
+max_wal_senders = 10
+# Keeps enough WAL for a replica that restarts to catch up without a new clone.
+wal_keep_size = 512MB
+hot_standby = on
+log_destination = 'stderr'
+logging_collector = off
+log_timezone = 'UTC'
+timezone = 'UTC'
+datestyle = 'iso, mdy'
+lc_messages = 'C'
+lc_monetary = 'C'
+lc_numeric = 'C'
+lc_time = 'C'
+default_text_search_config = 'pg_catalog.english'
 """
 
+PG_HBA_CONF = f"""# TYPE  DATABASE     USER         ADDRESS       METHOD
+# The socket directory is private to the pod (an emptyDir).
+local   all          all                        trust
+host    replication  {cred.REPLICATION_USER}   all           scram-sha-256
+host    all          all          all           scram-sha-256
+"""
+
+# The primary's (and each shard's) first start. The cluster is built beside PGDATA and
+# moved into place only once complete, so a pod stopped half-way leaves nothing that
+# could pass for a database: the next start builds it again.
+_INITDB_SCRIPT = """set -eu
+if [ -s "$PGDATA/PG_VERSION" ]; then
+  echo "database cluster present in $PGDATA"
+  exit 0
+fi
+new="$PGDATA.new"
+rm -rf "$PGDATA" "$new"
+(umask 077; printf '%s\\n' "$SUPERUSER_PASSWORD" > /tmp/pwfile)
+initdb --pgdata="$new" --username={user} --pwfile=/tmp/pwfile --encoding=UTF8 --locale=C \\
+  --auth-local=trust --auth-host=scram-sha-256
+rm -f /tmp/pwfile
+pg_ctl --pgdata="$new" --wait --options="-c listen_addresses='' -c unix_socket_directories=/tmp" start
+psql --host=/tmp --username={user} --dbname=postgres -v ON_ERROR_STOP=1 \\
+  --set=replication_password="$REPLICATION_PASSWORD" <<'SQL'
+CREATE DATABASE {database} OWNER {user};
+CREATE ROLE {replication_user} WITH REPLICATION LOGIN PASSWORD :'replication_password';
+SQL
+pg_ctl --pgdata="$new" --wait --mode=fast stop
+mv "$new" "$PGDATA"
+"""
+
+# A replica's first start: the same build-aside, from a copy of the primary.
 _CLONE_SCRIPT = """set -eu
 if [ -s "$PGDATA/PG_VERSION" ]; then
   echo "data directory present; starting as a standby"
   exit 0
 fi
-# A clone interrupted half-way leaves a directory pg_basebackup refuses to reuse.
-rm -rf "$PGDATA"
-exec pg_basebackup --host="$PRIMARY_HOST" --username={user} --pgdata="$PGDATA" \\
+new="$PGDATA.new"
+rm -rf "$PGDATA" "$new"
+pg_basebackup --host="$PRIMARY_HOST" --username={user} --pgdata="$new" \\
   --wal-method=stream --write-recovery-conf --checkpoint=fast
+mv "$new" "$PGDATA"
 """
 
 
@@ -68,14 +129,10 @@ def shard_hosts(scope: Scope) -> list[str]:
     return [f"{statefulset}-{i}.{statefulset}" for i in range(shards(scope))]
 
 
-def _postgres_env(scope: Scope) -> list[dict[str, Any]]:
-    secret = cred.secret_name(scope)
+def _data_mounts() -> list[dict[str, Any]]:
     return [
-        {"name": "POSTGRES_USER", "value": cred.POSTGRES_USER},
-        {"name": "POSTGRES_DB", "value": cred.POSTGRES_DB},
-        env_from_secret("POSTGRES_PASSWORD", secret, cred.PASSWORD_KEY),
-        env_from_secret("REPLICATION_PASSWORD", secret, cred.REPLICATION_KEY),
-        {"name": "PGDATA", "value": PGDATA},
+        {"name": "data", "mountPath": DATA},
+        {"name": "tmp", "mountPath": "/tmp"},
     ]
 
 
@@ -89,17 +146,34 @@ def _postgres_container(scope: Scope) -> dict[str, Any]:
     return {
         "name": "postgres",
         "image": scope.image("postgres"),
-        "env": _postgres_env(scope),
+        "command": [
+            "postgres",
+            "-D",
+            PGDATA,
+            "-c",
+            f"config_file={CONFIG_DIR}/postgresql.conf",
+            "-c",
+            f"hba_file={CONFIG_DIR}/pg_hba.conf",
+        ],
         "ports": [{"name": "postgres", "containerPort": 5432}],
         "readinessProbe": exec_probe(ready, period=5),
         "livenessProbe": exec_probe(ready, period=10, failures=6),
+        # A fast shutdown (clients disconnected, a clean checkpoint) whatever stop signal
+        # the image declares: postgres takes SIGTERM for a smart one, which waits for
+        # every pooled connection to close.
+        "lifecycle": {
+            "preStop": {
+                "exec": {
+                    "command": ["pg_ctl", "stop", "-D", PGDATA, "-m", "fast", "-w", "-t", "50"]
+                }
+            }
+        },
         "resources": resources(COMPONENT_SIZES["postgres"]),
         "securityContext": container_security(),
         "volumeMounts": [
-            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
-            {"name": "run", "mountPath": "/var/run/postgresql"},
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
+            *_data_mounts(),
+            {"name": "run", "mountPath": SOCKETS},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         ],
     }
 
@@ -109,6 +183,9 @@ def _exporter_container(scope: Scope) -> dict[str, Any]:
     return {
         "name": "exporter",
         "image": scope.image("postgres-exporter"),
+        "command": ["/bin/postgres_exporter"],
+        "args": [f"--web.listen-address=:{EXPORTER_PORT}"],
+        # The exporter's own settings (not an image's convention).
         "env": [
             {
                 "name": "DATA_SOURCE_URI",
@@ -123,11 +200,40 @@ def _exporter_container(scope: Scope) -> dict[str, Any]:
     }
 
 
+def initdb_script() -> str:
+    return _INITDB_SCRIPT.format(
+        user=cred.POSTGRES_USER,
+        database=cred.POSTGRES_DB,
+        replication_user=cred.REPLICATION_USER,
+    )
+
+
+def clone_script() -> str:
+    return _CLONE_SCRIPT.format(user=cred.REPLICATION_USER)
+
+
+def _initdb_container(scope: Scope) -> dict[str, Any]:
+    secret = cred.secret_name(scope)
+    return {
+        "name": "initdb",
+        "image": scope.image("postgres"),
+        "command": ["sh", "-c", initdb_script()],
+        "env": [
+            {"name": "PGDATA", "value": PGDATA},
+            env_from_secret("SUPERUSER_PASSWORD", secret, cred.PASSWORD_KEY),
+            env_from_secret("REPLICATION_PASSWORD", secret, cred.REPLICATION_KEY),
+        ],
+        "resources": resources(COMPONENT_SIZES["postgres"]),
+        "securityContext": container_security(),
+        "volumeMounts": _data_mounts(),
+    }
+
+
 def _clone_container(scope: Scope) -> dict[str, Any]:
     return {
         "name": "clone-primary",
         "image": scope.image("postgres"),
-        "command": ["sh", "-c", _CLONE_SCRIPT.format(user=cred.REPLICATION_USER)],
+        "command": ["sh", "-c", clone_script()],
         "env": [
             {"name": "PGDATA", "value": PGDATA},
             {"name": "PRIMARY_HOST", "value": rw_host(scope)},
@@ -135,10 +241,7 @@ def _clone_container(scope: Scope) -> dict[str, Any]:
         ],
         "resources": resources(COMPONENT_SIZES["postgres"]),
         "securityContext": container_security(),
-        "volumeMounts": [
-            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": _data_mounts(),
     }
 
 
@@ -149,18 +252,14 @@ def _statefulset(
         "securityContext": pod_security(POSTGRES_UID),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 60,
+        "initContainers": [_clone_container(scope) if clone else _initdb_container(scope)],
         "containers": [_postgres_container(scope), _exporter_container(scope)],
         "volumes": [
             empty_dir("run"),
             empty_dir("tmp"),
-            {
-                "name": "init",
-                "configMap": {"name": scope.name("postgres-init"), "defaultMode": 0o555},
-            },
+            {"name": "config", "configMap": {"name": scope.name(CONFIG)}},
         ],
     }
-    if clone:
-        spec["initContainers"] = [_clone_container(scope)]
     template = pod_template(
         scope,
         workload=suffix,
@@ -169,6 +268,7 @@ def _statefulset(
         metrics_port=EXPORTER_PORT,
         meshed=False,
         extra_labels={LABEL_SERVICE: "postgres"} if governing == PEERS else None,
+        annotations={ANNOTATION_CONFIG_HASH: content_hash(POSTGRESQL_CONF, PG_HBA_CONF)},
     )
     return data_statefulset(
         scope,
@@ -183,12 +283,12 @@ def _statefulset(
     )
 
 
-def _init_configmap(scope: Scope) -> dict[str, Any]:
+def _config(scope: Scope) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": scope.metadata("postgres-init", COMPONENT),
-        "data": {"10-replication.sh": _INIT_SCRIPT.format(user=cred.REPLICATION_USER)},
+        "metadata": scope.metadata(CONFIG, COMPONENT),
+        "data": {"postgresql.conf": POSTGRESQL_CONF, "pg_hba.conf": PG_HBA_CONF},
     }
 
 
@@ -198,7 +298,7 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
     pg = [port("postgres", 5432)]
     result = [
         cred.credentials_secret(scope, rw_host(scope)),
-        _init_configmap(scope),
+        _config(scope),
         service(scope, PEERS, COMPONENT, scope.selector_by_service("postgres"), pg, headless=True),
         service(scope, "postgres-rw", COMPONENT, scope.selector(PRIMARY), pg),
         service(scope, "postgres-ro", COMPONENT, scope.selector(REPLICA), pg),

@@ -2,6 +2,12 @@
 
 Nodes find each other through classic_config peer discovery (a fixed list of the
 StatefulSet's stable DNS names), which needs no access to the Kubernetes API.
+
+The image supplies `rabbitmq-server` and its tools on PATH, nothing else: an
+initContainer writes the Erlang cookie and the node's configuration (the ConfigMap plus
+the default user's password from the Secret) into place, and the server is started with
+RabbitMQ's own RABBITMQ_* settings pointing at them, never through an image's
+entrypoint or its RABBITMQ_DEFAULT_* conventions.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from typing import Any
 
 from phaseshift.catalog import COMPONENT_SIZES, RABBITMQ_NODES, STORAGE
 from phaseshift.render import credentials as cred
+from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
+    empty_dir,
     env_from_pod,
     env_from_secret,
     exec_probe,
@@ -22,6 +30,7 @@ from phaseshift.render.pods import (
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
 from phaseshift.render.statefulset import data_statefulset
+from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "queue"
 SUFFIX = "rabbitmq"
@@ -29,6 +38,8 @@ PEERS = "rabbitmq-hl"
 CONFIG = "rabbitmq-config"
 RABBITMQ_UID = 999  # the rabbitmq user of the official image
 METRICS_PORT = 15692  # rabbitmq_prometheus
+HOME = "/var/lib/rabbitmq"  # the data volume; Erlang reads $HOME/.erlang.cookie
+CONF_DIR = "/etc/rabbitmq"  # an emptyDir the initContainer fills
 
 
 def host(scope: Scope) -> str:
@@ -39,7 +50,11 @@ def _node_host(scope: Scope, ordinal: int) -> str:
     return f"{scope.name(SUFFIX)}-{ordinal}.{scope.name(PEERS)}"
 
 
-def _config(scope: Scope) -> dict[str, Any]:
+ENABLED_PLUGINS = "[rabbitmq_management,rabbitmq_prometheus].\n"
+
+
+def rabbitmq_conf(scope: Scope) -> str:
+    """The node's configuration but for the default user's password (see _SETUP)."""
     lines = [
         "cluster_formation.peer_discovery_backend = classic_config",
         *(
@@ -51,20 +66,43 @@ def _config(scope: Scope) -> dict[str, Any]:
         "queue_leader_locator = balanced",
         "vm_memory_high_watermark.relative = 0.6",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def _config(scope: Scope) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": scope.metadata(CONFIG, COMPONENT),
         "data": {
-            "rabbitmq.conf": "\n".join(lines) + "\n",
-            "enabled_plugins": "[rabbitmq_management,rabbitmq_prometheus].\n",
+            "rabbitmq.conf": rabbitmq_conf(scope),
+            "enabled_plugins": ENABLED_PLUGINS,
         },
     }
 
 
-# The Erlang cookie must be a file readable by its owner only; a Secret volume cannot
-# give it that owner, so it is copied into the data volume before RabbitMQ starts.
-_COPY_COOKIE = "cp /cookie/erlang-cookie /var/lib/rabbitmq/.erlang.cookie && chmod 400 /var/lib/rabbitmq/.erlang.cookie"
+# The Erlang cookie must be a file only its owner can read; a Secret volume cannot give
+# it that owner, so it is installed into the data volume before RabbitMQ starts. The old
+# copy is removed first: it is read-only (0400), and the volume outlives the pod.
+# rabbitmq.conf holds the default user's password, so it is written here from the
+# Secret rather than kept in the ConfigMap.
+_SETUP = f"""set -eu
+cookie={HOME}/.erlang.cookie
+rm -f "$cookie"
+install -m 0400 /secret/erlang-cookie "$cookie"
+umask 077
+cp /config/enabled_plugins {CONF_DIR}/enabled_plugins
+{{ cat /config/rabbitmq.conf; printf 'default_pass = %s\\n' "$RABBITMQ_PASSWORD"; }} \\
+  > {CONF_DIR}/rabbitmq.conf
+"""
+
+
+def setup_script() -> str:
+    return _SETUP
+
+
+def _mounts() -> list[dict[str, Any]]:
+    return [{"name": "data", "mountPath": HOME}, {"name": "conf", "mountPath": CONF_DIR}]
 
 
 def _statefulset(scope: Scope) -> dict[str, Any]:
@@ -73,11 +111,19 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
     rabbitmq = {
         "name": "rabbitmq",
         "image": scope.image("rabbitmq"),
+        "command": ["rabbitmq-server"],
+        # RabbitMQ's own settings (rabbitmq-env), so no default of a packaging applies:
+        # the data directory, the files the initContainer wrote, and logs on stdout.
         "env": [
             env_from_pod("POD_NAME", "metadata.name"),
+            {"name": "HOME", "value": HOME},
             {"name": "RABBITMQ_USE_LONGNAME", "value": "true"},
             {"name": "RABBITMQ_NODENAME", "value": f"rabbit@$(POD_NAME).{scope.name(PEERS)}"},
-            env_from_secret("RABBITMQ_DEFAULT_PASS", secret, cred.RABBITMQ_KEY),
+            {"name": "RABBITMQ_MNESIA_BASE", "value": f"{HOME}/mnesia"},
+            {"name": "RABBITMQ_LOG_BASE", "value": f"{HOME}/log"},
+            {"name": "RABBITMQ_LOGS", "value": "-"},
+            {"name": "RABBITMQ_CONFIG_FILE", "value": f"{CONF_DIR}/rabbitmq.conf"},
+            {"name": "RABBITMQ_ENABLED_PLUGINS_FILE", "value": f"{CONF_DIR}/enabled_plugins"},
         ],
         "ports": [
             {"name": "amqp", "containerPort": 5672},
@@ -91,48 +137,40 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             ["rabbitmq-diagnostics", "-q", "status"], period=30, failures=6
         ),
         "resources": resources(COMPONENT_SIZES["rabbitmq"]),
-        # The image writes generated config under /etc/rabbitmq/conf.d and its install tree.
+        # Erlang and the plugins may write below the install tree (crash dumps, expanded
+        # plugins); the root filesystem stays writable for them.
         "securityContext": container_security(read_only_root=False),
-        "volumeMounts": [
-            {"name": "data", "mountPath": "/var/lib/rabbitmq"},
-            {
-                "name": "config",
-                "mountPath": "/etc/rabbitmq/rabbitmq.conf",
-                "subPath": "rabbitmq.conf",
-            },
-            {
-                "name": "config",
-                "mountPath": "/etc/rabbitmq/enabled_plugins",
-                "subPath": "enabled_plugins",
-            },
-        ],
+        "volumeMounts": _mounts(),
     }
-    cookie = {
-        "name": "erlang-cookie",
+    setup = {
+        "name": "setup",
         "image": scope.image("rabbitmq"),
-        "command": ["sh", "-c", _COPY_COOKIE],
+        "command": ["sh", "-c", setup_script()],
+        "env": [env_from_secret("RABBITMQ_PASSWORD", secret, cred.RABBITMQ_KEY)],
         "resources": resources(COMPONENT_SIZES["job"]),
         "securityContext": container_security(),
         "volumeMounts": [
-            {"name": "data", "mountPath": "/var/lib/rabbitmq"},
-            {"name": "cookie", "mountPath": "/cookie", "readOnly": True},
+            *_mounts(),
+            {"name": "config", "mountPath": "/config", "readOnly": True},
+            {"name": "secret", "mountPath": "/secret", "readOnly": True},
         ],
     }
     spec = {
         "securityContext": pod_security(RABBITMQ_UID),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 120,
-        "initContainers": [cookie],
+        "initContainers": [setup],
         "containers": [rabbitmq],
         "volumes": [
             {"name": "config", "configMap": {"name": scope.name(CONFIG)}},
             {
-                "name": "cookie",
+                "name": "secret",
                 "secret": {
                     "secretName": secret,
                     "items": [{"key": cred.ERLANG_COOKIE_KEY, "path": "erlang-cookie"}],
                 },
             },
+            empty_dir("conf"),
         ],
     }
     return data_statefulset(
@@ -150,6 +188,9 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             spec=spec,
             metrics_port=METRICS_PORT,
             meshed=False,
+            annotations={
+                ANNOTATION_CONFIG_HASH: content_hash(rabbitmq_conf(scope), ENABLED_PLUGINS)
+            },
         ),
         storage=STORAGE["rabbitmq"],
     )

@@ -3,6 +3,10 @@
 Both run as caches (no RDB snapshots, no AOF, LRU eviction), so losing a node loses only
 cached values. The cluster keeps nodes.conf on a small volume: a node that restarts
 must remember its identity and slots to rejoin.
+
+Every setting the server needs is on its command line or in the ConfigMap: the image
+supplies `redis-server`, `redis-cli` and `/redis_exporter` and nothing else (the official
+image's build turns protected mode off by default; Debian's redis-server keeps it on).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from phaseshift.catalog import COMPONENT_SIZES, REDIS_CLUSTER_NODES, STORAGE
+from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
     empty_dir,
@@ -22,6 +27,7 @@ from phaseshift.render.pods import (
 )
 from phaseshift.render.scope import Scope
 from phaseshift.render.service import port, service
+from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "cache"
 SINGLE = "redis"
@@ -30,6 +36,13 @@ PEERS = "redis-cluster-hl"
 REDIS_UID = 999  # the redis user of the official image
 EXPORTER_PORT = 9121
 _CACHE_FLAGS = [
+    "--port",
+    "6379",
+    "--dir",
+    "/data",
+    # Protected mode refuses every client but loopback when no password is set.
+    "--protected-mode",
+    "no",
     "--save",
     "",
     "--appendonly",
@@ -40,7 +53,9 @@ _CACHE_FLAGS = [
     "allkeys-lru",
 ]
 
-_CLUSTER_CONF = """cluster-enabled yes
+_CLUSTER_CONF = """port 6379
+dir /data
+cluster-enabled yes
 cluster-config-file /data/nodes.conf
 cluster-node-timeout 5000
 # Clients follow MOVED redirects by DNS name, which survives a pod's new IP.
@@ -88,6 +103,7 @@ def _redis_container(scope: Scope, args: list[str], *, cluster: bool) -> dict[st
     container: dict[str, Any] = {
         "name": "redis",
         "image": scope.image("redis"),
+        "command": ["redis-server"],
         "args": args,
         "ports": [{"name": "redis", "containerPort": 6379}],
         "readinessProbe": _ping(),
@@ -109,7 +125,11 @@ def _exporter(scope: Scope) -> dict[str, Any]:
     return {
         "name": "exporter",
         "image": scope.image("redis-exporter"),
-        "env": [{"name": "REDIS_ADDR", "value": "redis://127.0.0.1:6379"}],
+        "command": ["/redis_exporter"],
+        "args": [
+            "-redis.addr=redis://127.0.0.1:6379",
+            f"-web.listen-address=:{EXPORTER_PORT}",
+        ],
         "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
         "resources": resources(COMPONENT_SIZES["exporter"]),
         "securityContext": container_security(),
@@ -184,6 +204,7 @@ def _cluster(scope: Scope) -> list[dict[str, Any]]:
                 spec=spec,
                 metrics_port=EXPORTER_PORT,
                 meshed=False,
+                annotations={ANNOTATION_CONFIG_HASH: content_hash(_CLUSTER_CONF)},
             ),
             "volumeClaimTemplates": [volume_claim_template(STORAGE["redis-cluster"])],
         },

@@ -19,6 +19,8 @@ from phaseshift.render.scope import LABEL_SERVICE, Scope
 from phaseshift.render.sizing import app_size
 
 ANNOTATION_CONFIG_HASH = "phaseshift.dev/config-hash"
+# The app's command; with no subcommand it serves the role in APP_ROLE.
+APP_COMMAND = ("python", "-m", "sample_app")
 
 
 def app_container(
@@ -41,6 +43,9 @@ def app_container(
     container: dict[str, Any] = {
         "name": "app",
         "image": image,
+        # Explicit even for the HTTP roles, whose image's entrypoint is the same command:
+        # the pod does not depend on how an image was built.
+        "command": list(command if command is not None else APP_COMMAND),
         "env": env,
         "envFrom": appconfig.env_from(scope),
         "ports": [{"name": "http", "containerPort": app_port}],
@@ -48,8 +53,6 @@ def app_container(
         "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
     }
-    if command is not None:
-        container["command"] = command
     if serves_http:
         container["startupProbe"] = http_probe("/healthz", "http", period=2, failures=30)
         container["livenessProbe"] = http_probe("/healthz", "http")

@@ -7,6 +7,11 @@ from render_helpers import containers, env_of, find, names
 from phaseshift.transition import component_of, is_app
 
 
+def _server_properties(objects: list[dict]) -> dict[str, str]:
+    text = find(objects, "ConfigMap", "shop-kafka-config")["data"]["server.properties"]
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
 def test_phase2_runs_a_single_redis_cache(render) -> None:
     objects = render(2)
     redis = find(objects, "Deployment", "shop-redis")
@@ -48,14 +53,19 @@ def test_phase4_streams_through_a_kraft_quorum(render) -> None:
     objects = render(4)
     kafka = find(objects, "StatefulSet", "shop-kafka")
     assert kafka["spec"]["replicas"] == 3
-    env = env_of(containers(kafka)[0])
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    props = _server_properties(objects)
+    assert props["process.roles"] == "broker,controller"
+    voters = props["controller.quorum.voters"].split(",")
     assert voters == [f"{i}@shop-kafka-{i}.shop-kafka-hl:9093" for i in range(3)]
-    assert env["KAFKA_NODE_ID"]["fieldRef"]["fieldPath"].endswith(
-        "['apps.kubernetes.io/pod-index']"
-    )
+    [container] = containers(kafka)
+    env = env_of(container)
+    assert env["NODE_ID"]["fieldRef"]["fieldPath"].endswith("['apps.kubernetes.io/pod-index']")
     assert len(env["CLUSTER_ID"]) == 22
+    script = container["command"][-1]
+    assert container["command"][:2] == ["sh", "-c"]
+    assert '--cluster-id="$CLUSTER_ID"' in script and "--ignore-formatted" in script
+    assert "exec /opt/kafka/bin/kafka-server-start.sh" in script
+    assert not [name for name in env if name.startswith("KAFKA_") and name != "KAFKA_HEAP_OPTS"]
     # Phase 4 keeps the job queue for the workers beside the stream.
     assert "shop-rabbitmq" in names(objects, "StatefulSet")
 
@@ -73,8 +83,8 @@ def test_phase4_runs_one_event_consumer_per_partition(render) -> None:
     assert "shop-event-consumer" not in names(render(3), "Deployment")
     objects = render(4)
     deployment = find(objects, "Deployment", "shop-event-consumer")
-    kafka = env_of(containers(find(objects, "StatefulSet", "shop-kafka"))[0])
-    assert deployment["spec"]["replicas"] == int(kafka["KAFKA_NUM_PARTITIONS"]) == 3
+    partitions = int(_server_properties(objects)["num.partitions"])
+    assert deployment["spec"]["replicas"] == partitions == 3
     template = deployment["spec"]["template"]
     assert component_of(deployment) == "consumer" and is_app(deployment)
     assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"

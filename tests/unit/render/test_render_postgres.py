@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
 
+import yaml
 from render_helpers import containers, env_of, find, names
 
 
@@ -21,13 +23,39 @@ def test_phase2_primary_and_replicas_stream_from_it(render) -> None:
     replica = find(objects, "StatefulSet", "shop-postgres-replica")
     assert primary["spec"]["replicas"] == 1
     assert replica["spec"]["replicas"] == 2
-    clone = replica["spec"]["template"]["spec"]["initContainers"][0]
+    [clone] = replica["spec"]["template"]["spec"]["initContainers"]
     script = clone["command"][-1]
     assert "pg_basebackup" in script and "--write-recovery-conf" in script
     assert env_of(clone)["PRIMARY_HOST"] == "shop-postgres-rw"
-    assert "initContainers" not in primary["spec"]["template"]["spec"]
-    init = find(objects, "ConfigMap", "shop-postgres-init")["data"]["10-replication.sh"]
-    assert "REPLICATION" in init and "host replication" in init
+    # The primary builds its own database: initdb, the app's database, the replication role.
+    [initdb] = primary["spec"]["template"]["spec"]["initContainers"]
+    script = initdb["command"][-1]
+    assert "initdb " in script and "CREATE DATABASE app" in script
+    assert "CREATE ROLE replicator WITH REPLICATION" in script
+    hba = find(objects, "ConfigMap", "shop-postgres-config")["data"]["pg_hba.conf"]
+    assert re.search(r"^host +replication +replicator +all +scram-sha-256$", hba, re.M)
+
+
+def test_postgres_runs_its_own_command_on_its_own_config(render) -> None:
+    objects = render(2)
+    config = find(objects, "ConfigMap", "shop-postgres-config")["data"]
+    for name in ("shop-postgres", "shop-postgres-replica"):
+        sts = find(objects, "StatefulSet", name)
+        postgres, exporter = sts["spec"]["template"]["spec"]["containers"]
+        command = postgres["command"]
+        assert command[:3] == ["postgres", "-D", "/var/lib/postgresql/data/pgdata"]
+        assert "config_file=/etc/phaseshift/postgres/postgresql.conf" in command
+        assert "hba_file=/etc/phaseshift/postgres/pg_hba.conf" in command
+        # Below the mount point, where a fresh volume's lost+found is not.
+        mounts = {m["name"]: m["mountPath"] for m in postgres["volumeMounts"]}
+        assert command[2].startswith(mounts["data"] + "/")
+        assert mounts["config"] == "/etc/phaseshift/postgres"
+        assert "env" not in postgres  # nothing for an image's entrypoint to read
+        assert exporter["command"] == ["/bin/postgres_exporter"]
+        annotations = sts["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["phaseshift.dev/config-hash"]
+    assert "listen_addresses = '*'" in config["postgresql.conf"]
+    assert "wal_level = replica" in config["postgresql.conf"]
 
 
 def test_rw_and_ro_services_select_primary_and_replicas(render) -> None:
@@ -59,9 +87,10 @@ def test_password_comes_from_the_context_via_the_credentials_secret(render) -> N
     secret = find(objects, "Secret", "shop-credentials")
     assert base64.b64decode(secret["data"]["postgres-password"]).decode() == "hunter2"
     assert "ownerReferences" not in secret["metadata"]
-    postgres = containers(find(objects, "StatefulSet", "shop-postgres"))[0]
-    ref = env_of(postgres)["POSTGRES_PASSWORD"]["secretKeyRef"]
-    assert ref == {"name": "shop-credentials", "key": "postgres-password"}
+    initdb, _, exporter = containers(find(objects, "StatefulSet", "shop-postgres"))
+    for container, variable in ((initdb, "SUPERUSER_PASSWORD"), (exporter, "DATA_SOURCE_PASS")):
+        ref = env_of(container)[variable]["secretKeyRef"]
+        assert ref == {"name": "shop-credentials", "key": "postgres-password"}
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     # Each service has its own password, none equal to the database's.
     others = [
@@ -94,8 +123,17 @@ def test_phase4_adds_cassandra_beside_postgres(render) -> None:
     cassandra = find(objects, "StatefulSet", "shop-cassandra")
     assert cassandra["spec"]["replicas"] == 3
     assert cassandra["metadata"]["annotations"]["phaseshift.dev/stateful"] == "true"
-    seeds = env_of(containers(cassandra)[0])["CASSANDRA_SEEDS"]
+    conf = yaml.safe_load(
+        find(objects, "ConfigMap", "shop-cassandra-config")["data"]["cassandra.yaml"]
+    )
+    seeds = conf["seed_provider"][0]["parameters"][0]["seeds"]
     assert seeds.startswith("shop-cassandra-0.shop-cassandra-hl")
+    assert conf["cluster_name"] == "shop"
+    assert conf["data_file_directories"] == ["/var/lib/cassandra/data"]
+    [container] = containers(cassandra)
+    assert container["command"][:2] == ["sh", "-c"]
+    assert "exec /opt/cassandra/bin/cassandra -f" in container["command"][-1]
+    assert env_of(container)["CASSANDRA_CONF"] == "/etc/phaseshift/cassandra"
     assert "shop-postgres" in names(objects, "StatefulSet")
 
 
