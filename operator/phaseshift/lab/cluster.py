@@ -157,7 +157,14 @@ def _wait_nodes_ready(cluster: LocalCluster, nodes: int, timeout: float) -> None
         if out.split().count("True") >= nodes:
             return
         time.sleep(0.2)
-    raise ClusterError(f"nodes of cluster {cluster.name!r} did not become Ready in {timeout:.0f}s")
+    # Say what was seen, so that a slow start can be told from a stuck one.
+    seen = _kubectl(cluster, "get", "nodes", "--no-headers").stdout.strip() or "no nodes"
+    log = cluster.directory / "logs" / "kwok-controller.log"
+    tail = " | ".join(log.read_text().splitlines()[-3:]) if log.exists() else "no log"
+    raise ClusterError(
+        f"nodes of cluster {cluster.name!r} did not become Ready in {timeout:.0f}s "
+        f"(nodes: {' ; '.join(seen.splitlines())}; kwok-controller: {tail})"
+    )
 
 
 def _wait_default_serviceaccount(cluster: LocalCluster, timeout: float) -> None:
