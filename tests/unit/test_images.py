@@ -122,6 +122,16 @@ def test_repo_dockerignore_sends_only_what_the_images_copy() -> None:
     assert [p for p in dropped if not images.is_ignored(p, rules)] == []
 
 
+def test_the_sample_app_is_not_rebuilt_for_an_operator_change() -> None:
+    image = images.image_set()["sample-app"]
+    ignore = images.ignore_file(image.dockerfile_path, REPO_ROOT)
+    assert ignore == REPO_ROOT / "sample_app" / "Dockerfile.dockerignore"
+    rules = images.ignore_rules(ignore.read_text())
+    assert not images.is_ignored("sample_app/app.py", rules)
+    assert images.is_ignored("operator/phaseshift/cli.py", rules)
+    assert images.is_ignored("sample_app/__pycache__/app.cpython-311.pyc", rules)
+
+
 @pytest.mark.parametrize(
     ("pattern", "path", "ignored"),
     [

@@ -606,11 +606,23 @@ def inputs(
     """Stages an image's context and digests its inputs as they are now."""
     dockerfile = image.dockerfile_path.read_text()
     context = stage(image, prepare)
-    ignore = context / ".dockerignore"
-    rules = ignore_rules(ignore.read_text()) if ignore.exists() else []
+    ignore = ignore_file(image.dockerfile_path, context)
+    rules = ignore_rules(ignore.read_text()) if ignore is not None else []
     files = context_files(context, rules)
     args = build_args(image, table, dockerfile)
     return Inputs(context, args, inputs_digest(image, dockerfile, args, context, files, base_id))
+
+
+def ignore_file(dockerfile: Path, context: Path) -> Path | None:
+    """The .dockerignore a build reads: <Dockerfile>.dockerignore beside the Dockerfile
+    when there is one (buildah and BuildKit prefer it), else the context root's."""
+    for path in (
+        dockerfile.with_name(f"{dockerfile.name}.dockerignore"),
+        context / ".dockerignore",
+    ):
+        if path.is_file():
+            return path
+    return None
 
 
 def inspect(reference: str) -> Built | None:
