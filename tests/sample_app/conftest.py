@@ -22,11 +22,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+T = TypeVar("T")
 
 
 def _bindable(port: int) -> bool:
@@ -54,18 +56,33 @@ class ServerExited(RuntimeError):
     """A server ended while it was awaited: no point waiting on."""
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+def eventually(
+    check: Callable[[], T],
+    timeout: float = 20.0,
+    interval: float = 0.1,
+    *,
+    what: str = "condition",
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
+    """Call `check` until it returns something truthy, and return that.
+
+    An exception in `retry_on` counts as "not yet" (a server still starting refuses
+    connections); any other propagates at once, so an assertion inside `check` fails
+    on the first wrong answer rather than at the timeout.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    last: Any = None
+    while True:
         try:
-            if check():
-                return
-        except ServerExited:
-            raise
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout}s")
+            last = check()
+        except retry_on as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
+        time.sleep(interval)
 
 
 def need(binary: str | Path) -> str:
@@ -112,10 +129,13 @@ def launch(
     def up() -> bool:
         if proc.poll() is not None:
             raise ServerExited(f"{what} exited; see {log_path}")
-        return ready()
+        try:
+            return ready()
+        except Exception:
+            return False  # not answering yet
 
     try:
-        wait_for(up, timeout, what)
+        eventually(up, timeout, what=what)
     except (TimeoutError, ServerExited):
         stop_process(proc)
         raise
@@ -201,7 +221,7 @@ class PgCluster:
                 row = r.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]).fetchone()
                 return bool(row and row[0])
 
-        wait_for(caught_up, 30, "replica catch-up")
+        eventually(caught_up, 30, what="replica catch-up", retry_on=(Exception,))
 
 
 def start_pg_cluster() -> PgCluster:
@@ -419,7 +439,7 @@ def redis_cluster() -> Iterator[list[RedisServer]]:
                 redis.Redis(port=n.port).cluster("info")["cluster_state"] == "ok" for n in nodes
             )
 
-        wait_for(ok, 30, "redis cluster")
+        eventually(ok, 30, what="redis cluster", retry_on=(Exception,))
         yield nodes
     finally:
         for node in nodes:

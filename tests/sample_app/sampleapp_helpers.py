@@ -1,15 +1,19 @@
-"""Shared test helpers: apps under TestClient, servers on real ports, metric parsing."""
+"""Shared test helpers: apps under TestClient, apps on real ports, metric parsing.
+
+Ports and polling come from conftest (`free_port`, `eventually`), which the bench loads
+on its own as well.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 import uvicorn
+from conftest import eventually
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
@@ -42,17 +46,6 @@ def metric(c: Any, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
 
 
 def new_user(c: Any, name: str = "Ada") -> str:

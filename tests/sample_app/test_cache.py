@@ -7,8 +7,8 @@ from collections.abc import Callable, Collection
 
 import pytest
 import redis
-from conftest import PgDb, RedisServer
-from sampleapp_helpers import client, eventually, metric, new_user
+from conftest import PgDb, RedisServer, eventually
+from sampleapp_helpers import client, metric, new_user
 
 from sample_app import cache as cache_module
 from sample_app.cache import Cache, owner_items_key, user_key

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from conftest import KafkaBroker, PgDb
+from conftest import KafkaBroker, PgDb, eventually
 from kafka import KafkaConsumer, KafkaProducer
-from sampleapp_helpers import client, eventually, metric, new_user, running, settings
+from sampleapp_helpers import client, metric, new_user, running, settings
 
 from sample_app.consumer import Consumer
 from sample_app.events import TOPIC

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import pytest
 import redis
-from conftest import PgDb, RedisServer
-from sampleapp_helpers import client, eventually, metric, new_user, settings
+from conftest import PgDb, RedisServer, eventually
+from sampleapp_helpers import client, metric, new_user, settings
 
 from sample_app.cache import Cache, LocalCache, owner_items_key, user_key
 from sample_app.metrics import Metrics

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pika
 import psycopg
-from conftest import PgCluster, PgDb, RabbitMQ
-from sampleapp_helpers import client, eventually, metric, new_user, running, settings
+from conftest import PgCluster, PgDb, RabbitMQ, eventually
+from sampleapp_helpers import client, metric, new_user, running, settings
 
 from sample_app.metrics import Metrics
 from sample_app.queue import DLQ, JOBS, declare_topology

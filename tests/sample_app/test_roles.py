@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from conftest import free_port
-from sampleapp_helpers import ServerThread, client, eventually, metric, settings
+from conftest import eventually, free_port
+from sampleapp_helpers import ServerThread, client, metric, settings
 
 from sample_app.app import create_app
 from sample_app.events import producer_config
