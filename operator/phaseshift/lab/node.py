@@ -336,7 +336,11 @@ def teardown(network: NodeNetwork, paths: NodePaths, table: str) -> None:
 def nft_tables() -> list[str]:
     """The host's nftables tables, as "family name"."""
     listing = _run_quiet("nft", "list", "tables") or ""
-    return [line.removeprefix("table ").strip() for line in listing.splitlines() if line.startswith("table ")]
+    return [
+        line.removeprefix("table ").strip()
+        for line in listing.splitlines()
+        if line.startswith("table ")
+    ]
 
 
 def _remove_tables_made_since(paths: NodePaths) -> None:

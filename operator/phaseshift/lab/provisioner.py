@@ -51,7 +51,9 @@ def volume_for(claim: client.V1PersistentVolumeClaim, volumes: Path) -> client.V
             access_modes=claim.spec.access_modes or ["ReadWriteOnce"],
             persistent_volume_reclaim_policy="Retain",
             storage_class_name=claim.spec.storage_class_name or STORAGE_CLASS,
-            host_path=client.V1HostPathVolumeSource(path=str(volumes / meta.uid), type="Directory"),
+            host_path=client.V1HostPathVolumeSource(
+                path=str(volumes / str(meta.uid)), type="Directory"
+            ),
             claim_ref=client.V1ObjectReference(
                 kind="PersistentVolumeClaim",
                 namespace=meta.namespace,
@@ -69,7 +71,7 @@ def provision_pending(core: client.CoreV1Api, volumes: Path) -> int:
             continue
         if (claim.spec.storage_class_name or STORAGE_CLASS) != STORAGE_CLASS:
             continue
-        directory = volumes / claim.metadata.uid
+        directory = volumes / str(claim.metadata.uid)
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o777)
         try:
