@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .cache import Cache
+from .cache import Cache, open_cache
 from .config import Settings
 from .events import EventPublisher
 from .metrics import Metrics
@@ -159,17 +159,7 @@ class Runtime:
         if settings.role == "gateway":
             return
         store = open_store(settings, on_query=self.metrics.query)
-        cache = None
-        if settings.redis_url:
-            cache = Cache(
-                settings.redis_url,
-                self.metrics,
-                settings.cache_ttl_seconds,
-                cluster=settings.redis_cluster,
-                local_max_entries=settings.cache_local_max_entries,
-                local_max_bytes=settings.cache_local_max_bytes,
-                local_ttl_seconds=settings.cache_local_ttl_seconds,
-            )
+        cache = open_cache(settings, self.metrics)
         jobs = JobPublisher(settings.queue_url, self.metrics) if settings.queue_url else None
         events = (
             EventPublisher(settings.kafka_bootstrap, self.metrics)
@@ -214,8 +204,7 @@ class Runtime:
             await run_in_threadpool(svc.jobs.stop)
         if svc.events is not None:
             await run_in_threadpool(svc.events.stop)
-        if svc.cache is not None:
-            svc.cache.close()
+        svc.cache.close()
         svc.store.close()
 
 
@@ -372,7 +361,7 @@ def ops_routes(rt: Runtime) -> list[BaseRoute]:
                 ready = False
             # Cache and queue are not readiness conditions: without them the service
             # still answers (slower, or with jobs held), so they are only reported.
-            if svc.cache is not None:
+            if isinstance(svc.cache, Cache):
                 ok = await run_in_threadpool(svc.cache.ping)
                 checks["cache"] = "ok" if ok else "degraded"
             if svc.jobs is not None:

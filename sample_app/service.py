@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from .cache import Cache, Token, item_key, owner_items_key, recent_write_key, user_key
+from .cache import CacheAside, NoCache, item_key, owner_items_key, recent_write_key, user_key
 from .config import Settings
 from .events import EventPublisher
 from .metrics import Metrics
@@ -110,11 +110,11 @@ def validate_item(body: Any) -> Row:
 class RecentWrites:
     """Users whose data changed within the read-your-writes window.
 
-    Kept in-process and, when a cache exists, in Redis too, so that another replica
-    of the service also sends that user's reads to the primary.
+    Kept in-process and in the cache too (in Redis, when there is one), so that another
+    replica of the service also sends that user's reads to the primary.
     """
 
-    def __init__(self, window_seconds: float, cache: Cache | None) -> None:
+    def __init__(self, window_seconds: float, cache: CacheAside) -> None:
         self.window = window_seconds
         self.cache = cache
         self._local: dict[str, float] = {}
@@ -126,14 +126,13 @@ class RecentWrites:
             self._local[user_id] = now + self.window
             if len(self._local) > 100_000:
                 self._local = {u: t for u, t in self._local.items() if t > now}
-        if self.cache is not None:
-            self.cache.set(recent_write_key(user_id), b"1", ttl_ms=int(self.window * 1000) or 1)
+        self.cache.set(recent_write_key(user_id), b"1", ttl_ms=int(self.window * 1000) or 1)
 
     def recent(self, user_id: str) -> bool:
         deadline = self._local.get(user_id)
         if deadline is not None and deadline > time.monotonic():
             return True
-        return self.cache is not None and self.cache.exists(recent_write_key(user_id))
+        return self.cache.exists(recent_write_key(user_id))
 
 
 class DataService:
@@ -142,19 +141,19 @@ class DataService:
         settings: Settings,
         store: Store,
         metrics: Metrics,
-        cache: Cache | None = None,
+        cache: CacheAside | None = None,
         jobs: JobPublisher | None = None,
         events: EventPublisher | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
-        self.cache = cache
+        self.cache: CacheAside = cache if cache is not None else NoCache()
         self.jobs = jobs
         self.events = events
         # Freshness only matters when reads can go somewhere stale.
         self.has_replicas = bool(settings.read_replica_urls)
-        self.recent = RecentWrites(settings.read_your_writes_seconds, cache)
+        self.recent = RecentWrites(settings.read_your_writes_seconds, self.cache)
 
     # -- reads ---------------------------------------------------------------
 
@@ -162,14 +161,11 @@ class DataService:
         return self.has_replicas and self.recent.recent(user_id)
 
     def _cached(self, key: str, load: Any, fresh: bool, field: str | None = None) -> bytes | None:
-        cache = self.cache
-        token: Token | None = None
-        if cache is not None:
-            # Taken before anything is read: a write in between voids the fill below.
-            token = cache.token(key)
-            hit = cache.get(key, field)
-            if hit is not None:
-                return hit
+        # Taken before anything is read: a write in between voids the fill below.
+        token = self.cache.token(key)
+        hit = self.cache.get(key, field)
+        if hit is not None:
+            return hit
         value = load(fresh)
         if value is None and not fresh and self.has_replicas:
             # Not on the replica may mean not replicated yet: ask the primary before
@@ -178,23 +174,20 @@ class DataService:
         if value is None:
             return None
         data = dumps(value)
-        if cache is not None:
-            cache.set(key, data, field=field, token=token)
+        self.cache.set(key, data, field=field, token=token)
         return data
 
     # Answers from the process's own memory only, or None: cheap and non-blocking, so
     # the HTTP layer tries them before handing the request to a worker thread.
 
     def peek_user(self, user_id: str) -> bytes | None:
-        return None if self.cache is None else self.cache.peek(user_key(user_id))
+        return self.cache.peek(user_key(user_id))
 
     def peek_items(self, owner: str, limit: int) -> bytes | None:
-        if self.cache is None:
-            return None
         return self.cache.peek(owner_items_key(owner), str(limit))
 
     def peek_item(self, item_id: str) -> bytes | None:
-        return None if self.cache is None else self.cache.peek(item_key(item_id))
+        return self.cache.peek(item_key(item_id))
 
     def get_user(self, user_id: str) -> bytes | None:
         validate_id(user_id, "id")
@@ -245,16 +238,14 @@ class DataService:
         row = self.store.create_item(validate_item(body))
         owner = row["owner_id"]
         self.recent.mark(owner)
-        if self.cache is not None:
-            self.cache.delete(owner_items_key(owner), user_key(owner))
+        self.cache.delete(owner_items_key(owner), user_key(owner))
         job = {"type": "item_created", "owner": owner, "item_id": row["id"]}
         if self.jobs is not None:
             self.jobs.publish(job)
         else:
             # Without a queue (phases 1-2) the derived count is kept inline.
             self.store.refresh_item_count(owner)
-            if self.cache is not None:
-                self.cache.delete(user_key(owner))
+            self.cache.delete(user_key(owner))
         view = item_view(row)
         if self.events is not None:
             self.events.emit("item_created", owner, view)

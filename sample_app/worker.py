@@ -18,7 +18,7 @@ from typing import Any
 import pika
 from prometheus_client import start_http_server
 
-from .cache import Cache, user_key
+from .cache import CacheAside, open_cache, user_key
 from .config import Settings
 from .metrics import Metrics
 from .queue import AMQP_ERRORS, DLQ, JOBS, RETRY, connect, declare_topology
@@ -34,7 +34,7 @@ class PoisonJob(ValueError):
     """A job that will never succeed, however often it is retried."""
 
 
-def handle_job(job: Any, store: Store, cache: Cache | None) -> None:
+def handle_job(job: Any, store: Store, cache: CacheAside) -> None:
     if not isinstance(job, dict):
         raise PoisonJob("a job must be a JSON object")
     kind = job.get("type")
@@ -43,8 +43,7 @@ def handle_job(job: Any, store: Store, cache: Cache | None) -> None:
         if not isinstance(owner, str) or not owner:
             raise PoisonJob("item_created needs an owner")
         store.refresh_item_count(owner)
-        if cache is not None:
-            cache.delete(user_key(owner))
+        cache.delete(user_key(owner))
     else:
         raise PoisonJob(f"unknown job type {kind!r}")
 
@@ -55,7 +54,7 @@ class Worker:
         settings: Settings,
         metrics: Metrics | None = None,
         store: Store | None = None,
-        cache: Cache | None = None,
+        cache: CacheAside | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         base_backoff_ms: int = BASE_BACKOFF_MS,
     ) -> None:
@@ -66,14 +65,7 @@ class Worker:
         self.settings = settings
         self.metrics = metrics or Metrics(settings.plan)
         self.store = store or open_store(settings, on_query=self.metrics.query)
-        self.cache = cache
-        if self.cache is None and settings.redis_url:
-            self.cache = Cache(
-                settings.redis_url,
-                self.metrics,
-                settings.cache_ttl_seconds,
-                cluster=settings.redis_cluster,
-            )
+        self.cache: CacheAside = cache if cache is not None else open_cache(settings, self.metrics)
         self._stop = threading.Event()
 
     def _outcome(self, outcome: str) -> None:
@@ -154,8 +146,7 @@ class Worker:
 
     def close(self) -> None:
         self.store.close()
-        if self.cache is not None:
-            self.cache.close()
+        self.cache.close()
 
 
 def dead_letters(url: str) -> int:
