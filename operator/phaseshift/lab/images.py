@@ -893,3 +893,24 @@ def _lock() -> Iterator[None]:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def component_image_names() -> dict[str, str]:
+    """Each component the renderer names -> the image built here that runs it (the app
+    and the phase-4 services all run the sample app's)."""
+    from phaseshift.catalog import IMAGES
+    from phaseshift.render.microservices import SERVICES
+
+    local = {key: "sample-app" if key == "app" else key for key in IMAGES}
+    local.update({service: "sample-app" for service in SERVICES})
+    missing = sorted(set(local.values()) - set(image_set()))
+    if missing:
+        raise ImageError(f"no local image for {', '.join(missing)}")
+    return local
+
+
+def component_images() -> dict[str, str]:
+    """The operator's image table (PHASESHIFT_IMAGE_MAP) for a cluster whose node runs
+    the images built here."""
+    table = image_set()
+    return {key: table[name].reference for key, name in component_image_names().items()}
