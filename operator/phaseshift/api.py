@@ -118,6 +118,9 @@ MAX_PROMQL_LENGTH = 4096
 MAX_SIGNALS = 16
 # The canary never takes more than half the traffic: as many canary pods as stable ones.
 MAX_CANARY_WEIGHT = 50
+# The longest message a condition or an Event the operator writes carries (longer ones
+# are cut): metav1.Condition allows 32,768, but status stays readable at this length.
+MAX_MESSAGE_CHARS = 1024
 
 
 def cel(

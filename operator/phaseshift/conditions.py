@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from phaseshift.api import (
+    MAX_MESSAGE_CHARS,
     Condition,
     ConditionStatus,
     ConditionType,
@@ -82,7 +83,7 @@ def with_condition(
             type=type_,
             status=value,
             reason=reason,
-            message=message[:1024],
+            message=message[:MAX_MESSAGE_CHARS],
             last_transition_time=now,
             observed_generation=generation,
         ),

@@ -26,6 +26,7 @@ from phaseshift.api import (
     LABEL_PLAN,
     LABEL_RETAIN,
     MANAGED_BY,
+    MAX_MESSAGE_CHARS,
     PLURAL,
     VERSION,
 )
@@ -202,7 +203,7 @@ class Kube:
             reporting_instance=FIELD_MANAGER,
             action=reason,
             reason=reason,
-            note=message[:1024],
+            note=message[:MAX_MESSAGE_CHARS],
             type=type_,
             regarding=client.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",

@@ -61,7 +61,7 @@ MOVING_REASONS = frozenset({Reason.PROMOTE, Reason.DEMOTE, Reason.OUT_OF_RANGE})
 class Decision:
     current_phase: int
     target_phase: int
-    reason: str
+    reason: Reason
     message: str
     evidence: dict[str, float] = field(default_factory=dict)
     """Signal name -> current value, for every signal with a finite one."""

@@ -21,6 +21,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from phaseshift import conditions, policy, rollout, transition
 from phaseshift.api import (
     LABEL_COMPONENT,
+    MAX_MESSAGE_CHARS,
     ConditionStatus,
     ConditionType,
     HistoryEntry,
@@ -150,10 +151,10 @@ class Reconciler:
                 at=now,
                 target=decision.target_phase,
                 reason=decision.reason,
-                message=decision.message[:1024],
+                message=decision.message[:MAX_MESSAGE_CHARS],
                 signals={k: v for k, v in decision.evidence.items() if v == v},  # drop NaN
             )
-            kind = "Warning" if decision.reason == "MetricsUnavailable" else "Normal"
+            kind = "Warning" if decision.reason is policy.Reason.METRICS_UNAVAILABLE else "Normal"
             self._event(plan, kind, f"Decision{decision.reason}", decision.message)
         if decision.moves and rollout.busy(status):
             # Said by the Transitioning condition; the move starts once the rollout ends.
@@ -255,7 +256,7 @@ class Reconciler:
             blamed = refused is None or refused in {(kind, name) for _, kind, name in changed}
             if not (permanent(e) and blamed and ro and rollout.busy(status)):
                 raise
-            if ro.step in (rollout.SWITCH, rollout.GRACE):
+            if ro.step in (rollout.RolloutStep.SWITCH, rollout.RolloutStep.GRACE):
                 raise  # the new release is Ready already; it is not what failed
             why = f"the API server refused the new release: {api_message(e)}"
             self._take(plan, status, rollout.roll_back(status, now, why))
@@ -498,14 +499,14 @@ class Reconciler:
         if (
             ready
             and ready.get("reason") == "InvalidSpec"
-            and ready.get("message") == message[:1024]
+            and ready.get("message") == message[:MAX_MESSAGE_CHARS]
         ):
             return
         condition = {
             "type": "Ready",
             "status": "False",
             "reason": "InvalidSpec",
-            "message": message[:1024],
+            "message": message[:MAX_MESSAGE_CHARS],
             "lastTransitionTime": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "observedGeneration": meta.get("generation", 0),
         }

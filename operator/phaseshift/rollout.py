@@ -27,6 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from phaseshift.api import (
     MAX_CANARY_WEIGHT,
@@ -50,13 +51,16 @@ STRATEGY_BY_PHASE: dict[int, RolloutStrategy] = {
     4: RolloutStrategy.CANARY,
 }
 
-# Steps recorded in status.rollout.step.
-DEPLOY = "Deploy"
-SWITCH = "Switch"
-GRACE = "Grace"
-ANALYSE = "Analyse"
-PROMOTE = "Promote"
-DONE = "Done"
+
+class RolloutStep(StrEnum):
+    """The steps recorded in status.rollout.step (a string there: the API keeps its schema)."""
+
+    DEPLOY = "Deploy"
+    SWITCH = "Switch"
+    GRACE = "Grace"
+    ANALYSE = "Analyse"
+    PROMOTE = "Promote"
+    DONE = "Done"
 
 
 def revision_of(app: App) -> str:
@@ -152,13 +156,13 @@ def tracks(plan: ScalePlan, status: ScalePlanStatus) -> Tracks:
     if ro.strategy in (RolloutStrategy.RECREATE, RolloutStrategy.ROLLING):
         return Tracks(plan.spec.app, live_colour=colour)
     if ro.strategy == RolloutStrategy.BLUE_GREEN:
-        if ro.step in (SWITCH, GRACE):
+        if ro.step in (RolloutStep.SWITCH, RolloutStep.GRACE):
             # The old release stays up on the other colour, unless the switch goes back to it.
             previous = ro.previous.app if ro.previous is not None and _forward(status) else None
             return Tracks(released, next_app=previous, live_colour=colour)
         return Tracks(released, next_app=plan.spec.app, live_colour=colour)
     weight = ro.canary.weight_percent if ro.canary is not None else 0
-    stable = plan.spec.app if ro.step == PROMOTE else released
+    stable = plan.spec.app if ro.step == RolloutStep.PROMOTE else released
     return Tracks(stable, next_app=plan.spec.app, canary_weight=weight, live_colour=colour)
 
 
@@ -210,7 +214,7 @@ def start(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
         from_revision=status.release.revision if status.release else "",
         strategy=strategy,
         state=RolloutState.PROGRESSING,
-        step=DEPLOY,
+        step=RolloutStep.DEPLOY,
         started_at=now,
         step_started_at=now,
         canary=(
@@ -264,9 +268,9 @@ def due_at(plan: ScalePlan, status: ScalePlanStatus) -> datetime | None:
     ro = status.rollout
     if ro is None or ro.state != RolloutState.PROGRESSING:
         return None
-    if ro.step == ANALYSE:
+    if ro.step == RolloutStep.ANALYSE:
         return _next_check_at(plan, ro)
-    if ro.step == GRACE:
+    if ro.step == RolloutStep.GRACE:
         return (ro.step_started_at or ro.started_at) + timedelta(
             seconds=plan.spec.rollout.blue_green.grace_seconds
         )
@@ -288,7 +292,7 @@ def check_due(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> bool:
     due = due_at(plan, status)
     return (
         status.rollout is not None
-        and status.rollout.step == ANALYSE
+        and status.rollout.step == RolloutStep.ANALYSE
         and due is not None
         and now >= due
     )
@@ -300,7 +304,7 @@ def advance(
     """The next state of the rollout in progress, given what the shell observed."""
     ro = status.rollout
     assert ro is not None and ro.state == RolloutState.PROGRESSING
-    if ro.step == SWITCH:
+    if ro.step == RolloutStep.SWITCH:
         # Found after a restart: the shell has applied the recorded colour since.
         done = switched(plan, status, now)
         moved_on = done.release is not None and done.release.revision != revision_of(plan.spec.app)
@@ -313,13 +317,13 @@ def advance(
     wanted = revision_of(plan.spec.app)
     if ro.revision != wanted:
         return _superseded(plan, status, progress, observed, now)
-    if ro.step == GRACE:
+    if ro.step == RolloutStep.GRACE:
         return _grace(plan, status, progress, now)
-    if observed.not_ready and ro.step in (DEPLOY, PROMOTE):
+    if observed.not_ready and ro.step in (RolloutStep.DEPLOY, RolloutStep.PROMOTE):
         return _maybe_deadline(plan, progress, observed, now)
-    if ro.step == DEPLOY:
+    if ro.step == RolloutStep.DEPLOY:
         return _deployed(plan, status, progress, now)
-    if ro.step == PROMOTE:
+    if ro.step == RolloutStep.PROMOTE:
         return _succeeded(
             progress, now, f"the stable track runs {ro.image}", release_of(plan.spec.app)
         )
@@ -338,14 +342,14 @@ def _deployed(
     if ro.strategy == RolloutStrategy.BLUE_GREEN:
         new = other_colour(status.live_colour)
         progress.live_colour = new
-        progress.rollout = _step(ro, SWITCH, now, f"switching the Service to {new}")
+        progress.rollout = _step(ro, RolloutStep.SWITCH, now, f"switching the Service to {new}")
         progress.rollout.previous = status.release
         progress.release = release_of(plan.spec.app)
         return progress
     if ro.strategy == RolloutStrategy.CANARY:
         progress.rollout = _step(
             ro,
-            ANALYSE,
+            RolloutStep.ANALYSE,
             now,
             f"analysing the canary every {plan.spec.rollout.canary.interval_seconds}s",
         )
@@ -357,7 +361,7 @@ def switching(status: ScalePlanStatus) -> bool:
     """The Service is to select status.liveColour: recorded, not yet known to be applied.
     The shell applies it, then calls `switched`."""
     ro = status.rollout
-    return ro is not None and ro.state == RolloutState.PROGRESSING and ro.step == SWITCH
+    return ro is not None and ro.state == RolloutState.PROGRESSING and ro.step == RolloutStep.SWITCH
 
 
 def switched(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
@@ -386,7 +390,9 @@ def switched(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progres
             f"the Service now selects {live} ({ro.image}); {old} stays scaled for {grace}s",
         )
     )
-    progress.rollout = _step(ro, GRACE, now, f"{live} is live; {old} is kept for {grace}s")
+    progress.rollout = _step(
+        ro, RolloutStep.GRACE, now, f"{live} is live; {old} is kept for {grace}s"
+    )
     if grace == 0:
         return _succeeded(progress, now, f"{old} scaled to zero")
     return progress
@@ -413,7 +419,7 @@ def _superseded(
     ro = progress.rollout
     assert ro is not None
     wanted = revision_of(plan.spec.app)
-    if ro.step == GRACE and ro.previous is not None and ro.previous.revision == wanted:
+    if ro.step == RolloutStep.GRACE and ro.previous is not None and ro.previous.revision == wanted:
         # The instant rollback the grace period exists for, once the old colour (still
         # scaled, and watched as the rollout's second track) is Ready.
         back = other_colour(status.live_colour)
@@ -424,9 +430,11 @@ def _superseded(
             return progress
         progress.live_colour = back
         progress.release = ro.previous
-        progress.rollout = _step(ro, SWITCH, now, f"switching the Service back to {back}")
+        progress.rollout = _step(
+            ro, RolloutStep.SWITCH, now, f"switching the Service back to {back}"
+        )
         return progress
-    if ro.step == GRACE:
+    if ro.step == RolloutStep.GRACE:
         # The new release is live already: end its grace, then roll the newer one out.
         done = _succeeded(progress, now, "grace period cut short by a newer release")
         return _then_start(plan, status, done, now)
@@ -489,7 +497,7 @@ def _checked(
         summary = f"check {canary.iteration}/{spec.iterations} passed: {describe(reading)}"
         progress.events.append(("Normal", "CanaryCheckPassed", summary))
         if canary.iteration >= spec.iterations:
-            progress.rollout = _step(ro, PROMOTE, now, "promoting the canary to stable")
+            progress.rollout = _step(ro, RolloutStep.PROMOTE, now, "promoting the canary to stable")
             progress.rollout.canary = canary
             progress.events.append(
                 ("Normal", "CanaryPromoted", f"{ro.image} passed {spec.iterations} checks")
@@ -575,7 +583,7 @@ def _deploy_message(strategy: RolloutStrategy) -> str:
     }[strategy]
 
 
-def _step(ro: RolloutStatus, step: str, now: datetime, message: str) -> RolloutStatus:
+def _step(ro: RolloutStatus, step: RolloutStep, now: datetime, message: str) -> RolloutStatus:
     return ro.model_copy(update={"step": step, "step_started_at": now, "message": message})
 
 
@@ -583,7 +591,7 @@ def _finish(ro: RolloutStatus, state: RolloutState, now: datetime, message: str)
     return ro.model_copy(
         update={
             "state": state,
-            "step": DONE,
+            "step": RolloutStep.DONE,
             "step_started_at": now,
             "finished_at": now,
             "message": message,

@@ -29,7 +29,14 @@ from phaseshift.api import (
     Transition,
     parse_plan,
 )
-from phaseshift.rollout import CanaryReading, EventSpec, Observed, Progress, Tracks
+from phaseshift.rollout import (
+    CanaryReading,
+    EventSpec,
+    Observed,
+    Progress,
+    RolloutStep,
+    Tracks,
+)
 
 T0 = datetime(2025, 1, 1, 12, tzinfo=UTC)
 OLD = App(image="registry.example/shop:1.0")
@@ -275,7 +282,7 @@ def test_start_uses_the_strategy_of_the_current_phase(
     assert record is not None
     assert record.strategy == strategy
     assert record.state == RolloutState.PROGRESSING
-    assert record.step == rollout.DEPLOY
+    assert record.step == RolloutStep.DEPLOY
     assert record.revision == rollout.revision_of(NEW)
     assert record.from_revision == rollout.revision_of(OLD)
     assert record.image == NEW.image
@@ -390,7 +397,7 @@ def test_in_place_strategies_succeed_once_everything_is_ready(phase: int) -> Non
     assert machine.record.state == RolloutState.PROGRESSING
     progress = machine.tick(60)
     assert machine.record.state == RolloutState.SUCCEEDED
-    assert machine.record.step == rollout.DONE
+    assert machine.record.step == RolloutStep.DONE
     assert machine.record.finished_at == at(60)
     assert NEW.image in machine.record.message
     assert machine.release == rollout.release_of(NEW)
@@ -408,7 +415,7 @@ def test_in_place_strategies_wait_until_the_deadline_naming_what_is_not_ready(
     for seconds in (101, 300, 100 + DEADLINE):
         progress = machine.tick(seconds, "shop-app", "shop-worker")
         assert machine.record.state == RolloutState.PROGRESSING
-        assert machine.record.step == rollout.DEPLOY
+        assert machine.record.step == RolloutStep.DEPLOY
         assert "shop-app" in machine.record.message
         assert "shop-worker" in machine.record.message
         assert progress.events == []
@@ -423,7 +430,7 @@ def test_in_place_strategies_roll_back_past_the_deadline(phase: int) -> None:
     progress = machine.tick(100 + DEADLINE + 1, "shop-app")
     record = machine.record
     assert record.state == RolloutState.ROLLED_BACK
-    assert record.step == rollout.DONE
+    assert record.step == RolloutStep.DONE
     assert record.finished_at == at(100 + DEADLINE + 1)
     assert f"{DEADLINE}s" in record.message
     assert "shop-app" in record.message
@@ -471,7 +478,7 @@ def test_blue_green_never_switches_while_the_idle_colour_is_not_ready() -> None:
     for seconds in (1, 60, 300, 599, DEADLINE):
         progress = machine.tick(seconds, "shop-app-green")
         assert machine.status.live_colour == "blue"
-        assert machine.record.step == rollout.DEPLOY
+        assert machine.record.step == RolloutStep.DEPLOY
         assert machine.release.app == OLD
         assert "RolloutSwitched" not in reasons(progress.events)
         assert machine.tracks() == Tracks(OLD, next_app=NEW, live_colour="blue")
@@ -491,7 +498,7 @@ def test_blue_green_switches_the_service_once_the_idle_colour_is_ready(
     assert machine.release == rollout.release_of(NEW)
     record = machine.record
     assert record.state == RolloutState.PROGRESSING
-    assert record.step == rollout.GRACE
+    assert record.step == RolloutStep.GRACE
     assert record.step_started_at == at(20)
     assert record.previous == rollout.release_of(OLD)
     # The live colour runs the new release; the old one stays up on the other colour.
@@ -504,7 +511,7 @@ def test_the_switch_is_recorded_before_the_service_changes_and_reported_after() 
     recorded = rollout.advance(machine.plan, machine.status, Observed(), at(20))
     # What the shell writes to status before it applies: the colour the Service is to
     # select, and the tracks of the grace period, but no claim that it switched.
-    assert recorded.rollout is not None and recorded.rollout.step == rollout.SWITCH
+    assert recorded.rollout is not None and recorded.rollout.step == RolloutStep.SWITCH
     assert recorded.rollout.state == RolloutState.PROGRESSING
     assert "switching the Service to green" in recorded.rollout.message
     assert recorded.live_colour == "green"
@@ -516,7 +523,7 @@ def test_the_switch_is_recorded_before_the_service_changes_and_reported_after() 
     # Once applied, the grace period starts, with the Event that says so.
     done = machine.take(rollout.switched(machine.plan, machine.status, at(21)))
     assert reasons(done.events) == ["RolloutSwitched"]
-    assert (machine.record.step, machine.record.step_started_at) == (rollout.GRACE, at(21))
+    assert (machine.record.step, machine.record.step_started_at) == (RolloutStep.GRACE, at(21))
     assert not rollout.switching(machine.status)
     assert machine.tracks() == Tracks(NEW, next_app=OLD, live_colour="green")
 
@@ -530,7 +537,7 @@ def test_a_switch_found_after_a_restart_is_reported_done(not_ready: tuple[str, .
         rollout.advance(machine.plan, machine.status, Observed(not_ready=not_ready), at(30))
     )
     assert reasons(progress.events) == ["RolloutSwitched"]
-    assert machine.record.step == rollout.GRACE
+    assert machine.record.step == RolloutStep.GRACE
     assert machine.status.live_colour == "green"
 
 
@@ -542,7 +549,7 @@ def test_a_switch_back_is_recorded_as_a_switch_and_ends_rolled_back() -> None:
     recorded = machine.switch_recorded
     assert recorded is not None and recorded.rollout is not None
     assert (recorded.rollout.step, recorded.rollout.state) == (
-        rollout.SWITCH,
+        RolloutStep.SWITCH,
         RolloutState.PROGRESSING,
     )
     assert recorded.live_colour == "blue"
@@ -569,7 +576,7 @@ def test_a_new_spec_app_during_a_pending_switch_back_is_rolled_out_after_it(then
     assert machine.release == rollout.release_of(OLD)
     assert (machine.record.revision, machine.record.step) == (
         rollout.revision_of(then),
-        rollout.DEPLOY,
+        RolloutStep.DEPLOY,
     )
     assert machine.tracks() == Tracks(OLD, next_app=then, live_colour="blue")
 
@@ -579,7 +586,7 @@ def test_blue_green_succeeds_when_the_grace_period_is_over() -> None:
     machine.tick(20)
     for seconds in (21, 100, 139):
         assert machine.tick(seconds).events == []
-        assert machine.record.step == rollout.GRACE
+        assert machine.record.step == RolloutStep.GRACE
         assert machine.tracks().next_app == OLD
     progress = machine.tick(140)
     record = machine.record
@@ -647,7 +654,7 @@ def test_a_third_revision_during_grace_ends_the_grace_and_rolls_out_blue_green()
     assert (record.revision, record.state, record.step) == (
         rollout.revision_of(THIRD),
         RolloutState.PROGRESSING,
-        rollout.DEPLOY,
+        RolloutStep.DEPLOY,
     )
     assert record.from_revision == rollout.revision_of(NEW)
     assert machine.tracks() == rollout.Tracks(NEW, next_app=THIRD, live_colour="green")
@@ -675,7 +682,7 @@ def canary_in_analysis(**spec: Any) -> Machine:
     """A canary rollout started at 0 whose canaries got Ready at 10."""
     machine = Machine.started(4, canary={**CANARY, **spec})
     machine.tick(10)
-    assert machine.record.step == rollout.ANALYSE
+    assert machine.record.step == RolloutStep.ANALYSE
     return machine
 
 
@@ -684,10 +691,10 @@ def test_a_canary_runs_beside_the_stable_track_until_its_pods_are_ready() -> Non
     assert machine.tracks() == Tracks(OLD, next_app=NEW, canary_weight=20)
     assert rollout.stable_plan(machine.plan, machine.status).spec.app == OLD
     machine.tick(5, "shop-app-canary")
-    assert machine.record.step == rollout.DEPLOY
+    assert machine.record.step == RolloutStep.DEPLOY
     assert "shop-app-canary" in machine.record.message
     progress = machine.tick(10)
-    assert machine.record.step == rollout.ANALYSE
+    assert machine.record.step == RolloutStep.ANALYSE
     assert machine.record.step_started_at == at(10)
     assert progress.events == []
     assert machine.tracks() == Tracks(OLD, next_app=NEW, canary_weight=20)
@@ -752,7 +759,7 @@ def test_passed_checks_grow_the_canary_up_to_half_the_traffic() -> None:
         assert canary.last_check_at == at(10 + 60 * n)
         assert canary.error_rate == GOOD.error_rate
         assert canary.p95_latency_seconds == GOOD.p95_latency_seconds
-        assert machine.record.step == rollout.ANALYSE
+        assert machine.record.step == RolloutStep.ANALYSE
         assert progress.events[0][:2] == ("Normal", "CanaryCheckPassed")
         assert f"check {n}/4 passed" in progress.events[0][2]
         weights.append(canary.weight_percent)
@@ -767,7 +774,7 @@ def test_enough_passed_checks_promote_the_canary_then_succeed() -> None:
     progress = machine.tick(250, reading=GOOD)
     assert reasons(progress.events) == ["CanaryCheckPassed", "CanaryPromoted"]
     record = machine.record
-    assert record.step == rollout.PROMOTE
+    assert record.step == RolloutStep.PROMOTE
     assert record.state == RolloutState.PROGRESSING
     assert record.canary is not None and record.canary.iteration == 4
     # The stable track takes the new app; the release is still the old one.
@@ -777,7 +784,7 @@ def test_enough_passed_checks_promote_the_canary_then_succeed() -> None:
     assert machine.release.app == OLD
     assert not rollout.check_due(machine.plan, machine.status, at(10_000))
     machine.tick(260, "shop-app")
-    assert machine.record.step == rollout.PROMOTE
+    assert machine.record.step == RolloutStep.PROMOTE
     progress = machine.tick(270)
     assert reasons(progress.events) == ["RolloutSucceeded"]
     assert machine.record.state == RolloutState.SUCCEEDED
@@ -788,7 +795,7 @@ def test_enough_passed_checks_promote_the_canary_then_succeed() -> None:
 def test_a_promotion_that_never_gets_ready_is_rolled_back() -> None:
     machine = canary_in_analysis(iterations=1)
     machine.tick(70, reading=GOOD)
-    assert machine.record.step == rollout.PROMOTE
+    assert machine.record.step == RolloutStep.PROMOTE
     machine.tick(70 + DEADLINE, "shop-app")
     assert machine.record.state == RolloutState.PROGRESSING
     machine.tick(71 + DEADLINE, "shop-app")
@@ -851,7 +858,7 @@ def test_not_ready_canaries_during_the_analysis_wait_within_the_deadline() -> No
     machine.tick(70, reading=GOOD)
     progress = machine.tick(75, "shop-app-canary")
     assert machine.record.state == RolloutState.PROGRESSING
-    assert machine.record.step == rollout.ANALYSE
+    assert machine.record.step == RolloutStep.ANALYSE
     assert "shop-app-canary" in machine.record.message
     assert progress.events == []
 
@@ -914,10 +921,10 @@ def test_a_new_spec_app_mid_rollout_restarts_it(phase: int, ready: bool) -> None
     if ready:
         machine.tick(10)
         machine.tick(70, reading=GOOD)
-        assert machine.record.step == rollout.ANALYSE
+        assert machine.record.step == RolloutStep.ANALYSE
     else:
         machine.tick(10, "shop-app")
-        assert machine.record.step == rollout.DEPLOY
+        assert machine.record.step == RolloutStep.DEPLOY
     machine.change_app(THIRD)
     progress = machine.tick(100, "shop-app")
     assert reasons(progress.events) == ["RolloutSuperseded", "RolloutStarted"]
@@ -928,7 +935,7 @@ def test_a_new_spec_app_mid_rollout_restarts_it(phase: int, ready: bool) -> None
     assert record.image == THIRD.image
     assert record.from_revision == rollout.revision_of(OLD)
     assert record.state == RolloutState.PROGRESSING
-    assert record.step == rollout.DEPLOY
+    assert record.step == RolloutStep.DEPLOY
     assert record.started_at == record.step_started_at == at(100)
     if phase == 4:
         assert record.canary is not None
