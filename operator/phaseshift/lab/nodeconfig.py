@@ -144,6 +144,9 @@ def containerd_config(paths: NodePaths, sandbox_image: str) -> str:
         f'  address = "{paths.containerd_socket}.ttrpc"',
         "[debug]",
         '  level = "warn"',
+        # containerd's plugins' own files under the node too, not /opt/containerd.
+        '[plugins."io.containerd.internal.v1.opt"]',
+        f'  path = "{paths.home / "opt"}"',
         # Without CAP_SYS_RESOURCE a negative oom_score_adj is refused: every sandbox
         # would fail with "can't get final child's PID from pipe: EOF".
         f"[{cri}]",
