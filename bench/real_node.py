@@ -1,13 +1,13 @@
 """Benchmark: the real node — image builds, start time, pod start time and memory.
 
-    .venv/bin/python bench/real_node.py [--runs 3] [--pods 20] [--cold] [--name bench-node]
+    .venv/bin/python bench/real_node.py [--runs 3] [--pods 20] [--no-builds] [--rootfs] [--name bench-node]
 
 Prints, with the real-node issue's targets side by side:
 
-- per image, the build time with the cache bypassed (`--cold`; every image of the set
-  is rebuilt from its Dockerfile, the debootstrap root filesystem included) and the warm
-  build time (inputs unchanged: the image is kept);
-- a rebuild of the whole set with nothing changed (target < 10 s);
+- per image, the cold build time (rebuilt from its Dockerfile with its inputs
+  unchanged) and the warm one (inputs unchanged: kept), and a rebuild of the whole set
+  with nothing changed (target < 10 s) — bench/image_builds.py's report; `--rootfs`
+  also times debootstrap, `--no-builds` skips the section;
 - warm `cluster up --real-node` (binaries and images built) to the node being Ready
   (target < 30 s), and to CoreDNS and metrics-server available: median of --runs;
 - create -> Ready for --pods pods of the sample app's image created at once, p50 and p95
@@ -23,34 +23,16 @@ import argparse
 import statistics
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cluster_startup import fresh_namespace, row, rss_bytes
+from image_builds import report as report_image_builds
 from kubernetes import client, config
 
 from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab import images, node, processes
 
 MiB = 1024**2
-
-
-def timed(action: Callable[[], object]) -> float:
-    started = time.monotonic()
-    action()
-    return time.monotonic() - started
-
-
-def image_builds(cold: bool) -> tuple[dict[str, float], dict[str, float], float]:
-    """(cold per image, warm per image, no-change rebuild of the set) in seconds."""
-    names = list(images.image_set())
-    cold_times = (
-        {name: timed(lambda n=name: images.build([n], force=True)) for name in names}
-        if cold
-        else {}
-    )
-    warm_times = {name: timed(lambda n=name: images.build([n])) for name in names}
-    return cold_times, warm_times, timed(lambda: images.build(names))
 
 
 def node_ready(kubeconfig: Path, name: str) -> bool:
@@ -158,17 +140,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="cluster up/down cycles")
     parser.add_argument("--pods", type=int, default=20, help="pods created at once")
-    parser.add_argument("--cold", action="store_true", help="also rebuild every image from scratch")
+    parser.add_argument("--no-builds", action="store_true", help="skip the image builds' figures")
+    parser.add_argument("--rootfs", action="store_true", help="also time debootstrap")
     parser.add_argument("--name", default="bench-node", help="cluster name to use")
     args = parser.parse_args()
     if local_cluster.LocalCluster(args.name).is_running():
         raise SystemExit(f"a cluster named {args.name!r} is already running; choose --name")
 
-    cold, warm, rebuild = image_builds(args.cold)
-    print(f"{'image':<20} {'cold build':>12} {'warm build':>12}")
-    for name in warm:
-        cold_figure = f"{cold[name]:.1f} s" if name in cold else "-"
-        print(f"{name:<20} {cold_figure:>12} {warm[name]:>10.2f} s")
+    if not args.no_builds:
+        report_image_builds([], args.rootfs)
 
     ups: list[tuple[float, float]] = []
     pod_times: list[float] = []
@@ -199,9 +179,6 @@ def main() -> None:
         print(f"  {component:<28} {size / MiB:8.1f} MiB")
     print()
     print(f"  {'measure':<44} {'figure':>12}   {'target':<10} verdict")
-    print(
-        row("rebuild of the image set, nothing changed", f"{rebuild:.2f} s", "< 10 s", rebuild < 10)
-    )
     print(
         row(
             f"up --real-node to node Ready (median of {len(ups)})",

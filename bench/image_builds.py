@@ -1,6 +1,8 @@
 """Benchmark: how long building the project's images takes, cold and warm.
 
-    .venv/bin/python bench/images.py [NAME...] [--rootfs]
+    .venv/bin/python bench/image_builds.py [NAME...] [--rootfs]
+
+(bench/real_node.py prints the same figures before it times the node.)
 
 Builds the images first if needed (not timed). Then, for each named image (all by
 default, bases first), the cold build (rebuilt although its inputs are unchanged, the
@@ -28,20 +30,17 @@ def _time_rootfs() -> float:
     return time.monotonic() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help="default: every image")
-    parser.add_argument("--rootfs", action="store_true", help="also time debootstrap")
-    args = parser.parse_args()
+def report(names: list[str], rootfs: bool) -> None:
+    """Prints the cold and warm build time of each image and the no-change rebuild."""
     table = images.image_set()
-    images.build(args.names)
+    images.build(names)
 
-    if args.rootfs:
+    if rootfs:
         print(f"Debian root filesystem (debootstrap, prune, tar): {_time_rootfs():.1f} s")
     print("per image: cold = rebuilt with its inputs unchanged, warm = skipped")
     width = max(len(name) for name in table)
     # Only the named images are rebuilt cold: a rebuilt base would make the rest stale.
-    for name in args.names or images.build_order([], table):
+    for name in names or images.build_order([], table):
         cold = images.build([name], force=True)[-1]
         warm = images.build([name])[-1]
         note = "  (rebuilt again: its inputs are not stable)" if warm.built else ""
@@ -55,6 +54,14 @@ def main() -> None:
         f"no-change rebuild of the set ({len(outcomes)} images): {elapsed:.2f} s, "
         f"rebuilt: {', '.join(rebuilt) or 'none'}  (target < 10 s)"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help="default: every image")
+    parser.add_argument("--rootfs", action="store_true", help="also time debootstrap")
+    args = parser.parse_args()
+    report(args.names, args.rootfs)
 
 
 if __name__ == "__main__":
