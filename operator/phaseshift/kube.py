@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -51,6 +51,30 @@ MANAGED_KINDS: tuple[tuple[str, str], ...] = (
 )
 
 Obj = Mapping[str, Any]
+
+
+class KubeApi(Protocol):
+    """What the reconciler needs of the cluster: `Kube`, or an in-memory fake in tests."""
+
+    def get(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None: ...
+
+    def apply(self, obj: Obj, namespace: str) -> bool: ...
+
+    def list_managed(
+        self, namespace: str, plan: str, kinds: Iterable[tuple[str, str]] = ...
+    ) -> list[dict[str, Any]]: ...
+
+    def delete(self, obj: Obj, namespace: str) -> None: ...
+
+    def mark_retained(self, obj: Obj, namespace: str) -> bool: ...
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> str: ...
+
+    def read_secret_value(self, namespace: str, name: str, key: str) -> str | None: ...
+
+    def event(self, plan: Obj, type_: str, reason: str, message: str) -> None: ...
 
 
 def applied_hash(obj: Obj) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -331,6 +331,29 @@ def advance(
         return _maybe_deadline(plan, progress, observed, now)
     if observed.reading is not None:
         return _checked(plan, progress, observed.reading, now)
+    return progress
+
+
+def drive(
+    plan: ScalePlan,
+    status: ScalePlanStatus,
+    observed: Observed,
+    now: datetime,
+    take: Callable[[Progress], ScalePlanStatus],
+) -> Progress:
+    """One tick of the rollout in progress, in the order every caller must keep: advance;
+    `take` records the step and applies what it changes (returning the status after); a
+    switch it so recorded and applied is now done (`switched`); and spec.app has been
+    acted on. Returns the tick's progress, with the Events of both steps."""
+    progress = advance(plan, status, observed, now)
+    status = take(progress)
+    if switching(status):
+        done = switched(plan, status, now)
+        status = take(done)
+        progress = Progress(
+            done.rollout, done.release, done.live_colour, [*progress.events, *done.events]
+        )
+    status.app_revision = revision_of(plan.spec.app)
     return progress
 
 

@@ -1,18 +1,42 @@
-"""Transition planning: (current phase, target phase, objects) -> ordered, resumable steps.
+"""Phase transitions as a pure state machine: the steps, what each one does, and when a
+transition fails.
 
-Pure. The shell (reconcile.py) executes the step at `status.transition.step`, records
-progress in status after each one, and so resumes exactly there after a restart. Every
-step is idempotent: applying what is already applied, waiting for what is already
-Ready, or retiring what is already gone changes nothing.
+A transition is a list of steps recorded in `status.transition`; `step` indexes the one
+under way. The shell (reconcile.py) observes the cluster, calls `advance` and carries out
+the effects it returns, then records the new state in status before the next step, so a
+restart resumes exactly where it was. Every step is idempotent: applying what is already
+applied, waiting for what is already Ready, or retiring what is already gone changes
+nothing.
+
+  step         does                                              waits for, fails on
+  Provision    apply the target phase's backing tiers            -
+  WaitReady    -                                                 the backing tiers Ready
+  MigrateData  apply the data migration Job (1 -> 2 only)        the Job done / Job failed
+  SwitchApp    apply the app's workloads, not its Services       -
+  Verify       -                                                 the app's workloads Ready
+  Route        apply everything: the Services select the app     -
+  Retire       delete what the phase no longer has; label the    -
+               stateful objects retained
+
+A waiting step past its timeout, a failed Job, or a write the API server refuses aborts
+the transition: Degraded=True, and an app already switched goes back to the last phase.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from phaseshift.api import LABEL_COMPONENT
+from phaseshift.api import (
+    LABEL_COMPONENT,
+    ConditionStatus,
+    ConditionType,
+    HistoryEntry,
+    Transition,
+)
 from phaseshift.render.scope import ANNOTATION_STATEFUL
 
 # Objects of these components carry the application itself; the rest are backing tiers
@@ -35,12 +59,12 @@ class Step(StrEnum):
     RETIRE = "Retire"
 
 
-# How long a waiting step may take before the transition is abandoned as Degraded.
-STEP_TIMEOUT_SECONDS: dict[Step, float] = {
-    Step.WAIT_READY: 600.0,
-    Step.MIGRATE_DATA: 1800.0,
-    Step.VERIFY: 600.0,
-}
+class Outcome(StrEnum):
+    """What became of the step under way at one `advance`."""
+
+    DONE = "Done"
+    WAITING = "Waiting"
+    FAILED = "Failed"
 
 
 def database_tier(phase: int) -> str:
@@ -134,11 +158,279 @@ def job_failed(live: Obj) -> str | None:
     return None
 
 
+def hpa_floors(objects: Iterable[Obj]) -> dict[tuple[str, str], int]:
+    """(kind, name) of each workload an HPA among `objects` scales -> its minReplicas."""
+    floors: dict[tuple[str, str], int] = {}
+    for obj in objects:
+        if obj.get("kind") != "HorizontalPodAutoscaler":
+            continue
+        spec = obj.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        floors[(str(target.get("kind")), str(target.get("name")))] = int(spec.get("minReplicas", 1))
+    return floors
+
+
 def not_ready(live_by_key: Mapping[Key, Obj], expected: Sequence[Obj]) -> list[str]:
-    """Names of expected objects that are missing or not yet ready, as kind/name."""
+    """Names of expected objects that are missing or not yet ready, as kind/name. A
+    workload an expected HPA scales is ready only once it runs the HPA's minReplicas: it is
+    created with one replica, and the HPA raises it to its floor at its first sync, up
+    to a sync period (15s) later."""
+    floors = hpa_floors(expected)
     waiting = []
     for obj in expected:
         live = live_by_key.get(key_of(obj))
-        if live is None or not workload_ready(live):
+        name = (str(obj["kind"]), str(obj["metadata"]["name"]))
+        floor = floors.get(name, 0)
+        if live is None or not workload_ready(live) or _replicas(live) < floor:
             waiting.append(f"{obj['kind']}/{obj['metadata']['name']}")
     return waiting
+
+
+def _replicas(live: Obj) -> int:
+    return int((live.get("spec") or {}).get("replicas", 1))
+
+
+# ------------------------------------------------------------------ the state machine
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the shell saw for the step under way.
+
+    target: the target phase, rendered as it should run now.
+    live: the plan's live objects, when the step `reads_live` (else empty).
+    job: the data migration Job as rendered, for the step that `runs_job`.
+    """
+
+    target: Sequence[Obj]
+    live: Mapping[Key, Obj] = field(default_factory=dict)
+    job: Obj | None = None
+
+
+# The effects `advance` asks of the shell, carried out in order.
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Server-side apply these objects now."""
+
+    objects: tuple[Obj, ...]
+
+
+@dataclass(frozen=True)
+class ApplyPhase:
+    """Apply this phase whole, as it should run now: an aborted transition's way back."""
+
+    phase: int
+
+
+@dataclass(frozen=True)
+class Delete:
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class Retain:
+    """Label a stateful object retained: it outlives the phase that made it."""
+
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Post an Event on the plan."""
+
+    type_: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SetCondition:
+    type_: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Settle:
+    """The transition is over: `phase` runs now and is the target; `entry`, when the
+    plan moved, goes into the history."""
+
+    phase: int
+    entry: HistoryEntry | None = None
+
+
+Effect = Apply | ApplyPhase | Delete | Retain | Emit | SetCondition | Settle
+
+
+@dataclass(frozen=True)
+class Advanced:
+    """One `advance`: the transition after it (None once it ended), what became of the
+    step, and the effects to carry out."""
+
+    transition: Transition | None
+    outcome: Outcome
+    effects: tuple[Effect, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Result:
+    outcome: Outcome
+    message: str
+    effects: tuple[Effect, ...] = ()
+
+
+def _provision(move: Transition, seen: Observed) -> _Result:
+    backing = provision_set(seen.target)
+    message = f"applied the {len(backing)} backing objects of phase {move.to}"
+    return _Result(Outcome.DONE, message, (Apply(tuple(backing)),))
+
+
+def _wait_ready(move: Transition, seen: Observed) -> _Result:
+    waiting = not_ready(seen.live, provision_set(seen.target))
+    if waiting:
+        return _Result(Outcome.WAITING, f"waiting for {', '.join(waiting[:5])}")
+    return _Result(Outcome.DONE, f"the backing tiers of phase {move.to} are Ready")
+
+
+def _migrate_data(move: Transition, seen: Observed) -> _Result:
+    job = seen.job
+    assert job is not None, "MigrateData runs a Job"
+    name = job["metadata"]["name"]
+    live = seen.live.get(key_of(job))
+    if live is not None and (failure := job_failed(live)):
+        return _Result(Outcome.FAILED, f"data migration Job {name} failed: {failure}")
+    if live is None or not workload_ready(live):
+        return _Result(Outcome.WAITING, f"data migration Job {name} is running", (Apply((job,)),))
+    return _Result(Outcome.DONE, "data migrated and verified (row counts and checksums)")
+
+
+def _switch_app(move: Transition, seen: Observed) -> _Result:
+    app = switch_set(seen.target)
+    message = f"switched the app to phase {move.to} ({len(app)} objects applied)"
+    return _Result(Outcome.DONE, message, (Apply(tuple(app)),))
+
+
+def _verify(move: Transition, seen: Observed) -> _Result:
+    waiting = not_ready(seen.live, switch_set(seen.target))
+    if waiting:
+        return _Result(Outcome.WAITING, f"waiting for {', '.join(waiting[:5])}")
+    return _Result(Outcome.DONE, f"every workload of phase {move.to} is Ready")
+
+
+def _route(move: Transition, seen: Observed) -> _Result:
+    message = f"routed traffic to phase {move.to} ({len(seen.target)} objects applied)"
+    return _Result(Outcome.DONE, message, (Apply(tuple(seen.target)),))
+
+
+def _retire(move: Transition, seen: Observed) -> _Result:
+    delete, retain = retire_set(seen.live.values(), seen.target)
+    names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in retain) or "nothing"
+    effects: tuple[Effect, ...] = (*map(Delete, delete), *map(Retain, retain))
+    return _Result(Outcome.DONE, f"removed {len(delete)} objects; retained {names}", effects)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """What a step does, what the shell must observe for it, and how long it may wait
+    before the transition is abandoned as Degraded."""
+
+    run: Callable[[Transition, Observed], _Result]
+    reads_live: bool = False
+    runs_job: bool = False
+    timeout_seconds: float = 600.0
+
+
+STEPS: dict[Step, StepSpec] = {
+    Step.PROVISION: StepSpec(_provision),
+    Step.WAIT_READY: StepSpec(_wait_ready, reads_live=True, timeout_seconds=600.0),
+    Step.MIGRATE_DATA: StepSpec(
+        _migrate_data, reads_live=True, runs_job=True, timeout_seconds=1800.0
+    ),
+    Step.SWITCH_APP: StepSpec(_switch_app),
+    Step.VERIFY: StepSpec(_verify, reads_live=True, timeout_seconds=600.0),
+    Step.ROUTE: StepSpec(_route),
+    Step.RETIRE: StepSpec(_retire, reads_live=True),
+}
+
+
+def start(current: int, target: int, now: datetime) -> tuple[Transition, Emit]:
+    """A transition from `current` to `target`, and the Event that announces it."""
+    steps = plan_steps(current, target)
+    move = Transition(
+        from_=current,
+        to=target,
+        step=0,
+        steps=[str(s) for s in steps],
+        started_at=now,
+        step_started_at=now,
+    )
+    announced = Emit(
+        "Normal", "TransitionStarted", f"phase {current} -> {target}: {' -> '.join(steps)}"
+    )
+    return move, announced
+
+
+def current_step(move: Transition) -> Step:
+    """The step under way (a transition that has steps left has one)."""
+    assert move.current_step is not None
+    return Step(move.current_step)
+
+
+def advance(move: Transition, observed: Observed, now: datetime) -> Advanced:
+    """Run the step under way once: wait, move on to the next step, finish, or fail."""
+    step = current_step(move)
+    spec = STEPS[step]
+    result = spec.run(move, observed)
+    if result.outcome is Outcome.WAITING:
+        since = (now - (move.step_started_at or move.started_at)).total_seconds()
+        if since > spec.timeout_seconds:
+            return fail(move, f"{step} timed out after {since:.0f}s: {result.message}")
+        waiting = SetCondition(ConditionType.TRANSITIONING, "True", step, result.message)
+        return Advanced(move, Outcome.WAITING, (*result.effects, waiting))
+    if result.outcome is Outcome.FAILED:
+        return fail(move, result.message)
+    done = (*result.effects, Emit("Normal", f"Step{step}", result.message))
+    following = move.model_copy(update={"step": move.step + 1, "step_started_at": now})
+    if following.current_step is not None:
+        return Advanced(following, Outcome.DONE, done)
+    entry = HistoryEntry(
+        from_=move.from_,
+        to=move.to,
+        at=now,
+        reason="Promoted" if move.to > move.from_ else "Demoted",
+        duration_seconds=max((now - move.started_at).total_seconds(), 0.0),
+    )
+    finished = (
+        Settle(move.to, entry),
+        SetCondition(ConditionType.DEGRADED, "False", "TransitionSucceeded", ""),
+        Emit("Normal", "TransitionComplete", f"now in phase {move.to}"),
+    )
+    return Advanced(None, Outcome.DONE, (*done, *finished))
+
+
+def switched(move: Transition) -> bool:
+    """The app already points at the target phase (SwitchApp is behind)."""
+    return move.steps.index(str(Step.SWITCH_APP)) < move.step
+
+
+def fail(move: Transition, message: str) -> Advanced:
+    """Abandon the transition: the plan stays in (or goes back to) the phase it left."""
+    back = (ApplyPhase(move.from_),) if switched(move) else ()
+    return Advanced(
+        None,
+        Outcome.FAILED,
+        (
+            *back,
+            Settle(move.from_),
+            SetCondition(ConditionType.DEGRADED, "True", "StepFailed", message),
+            Emit("Warning", "TransitionFailed", message),
+        ),
+    )
+
+
+def refused(move: Transition, why: str) -> Advanced:
+    """The API server refused a write of the step under way: no retry can fix that."""
+    return fail(move, f"{current_step(move)}: the API server refused it: {why}")

@@ -8,12 +8,9 @@ from typing import Any
 
 from kubernetes import client
 
-from phaseshift import rollout
 from phaseshift.api import GROUP, PLURAL, VERSION, parse_plan
+from phaseshift.desired import Desired
 from phaseshift.kube import Kube, keyed
-from phaseshift.render import RenderContext, render_phase
-from phaseshift.render.credentials import PASSWORD_KEY, secret_name
-from phaseshift.render.scope import Scope
 
 from .exporter import SyntheticExporter
 
@@ -102,10 +99,7 @@ class World:
     def rendered(self, phase: int) -> list[dict[str, Any]]:
         """The objects the plan should run in `phase`, the rollout in progress included."""
         plan = parse_plan(self.plan())
-        name = secret_name(Scope(plan, phase, RenderContext(db_password="")))
-        password = self.kube.read_secret_value(self.namespace, name, PASSWORD_KEY) or "unset"
-        stable, ctx = rollout.render_inputs(plan, plan.status, password)
-        return render_phase(stable, phase, ctx)
+        return Desired(self.kube).phase(plan, phase, plan.status)
 
     def live(self) -> dict[tuple[str, str, str], Any]:
         return keyed(self.kube.list_managed(self.namespace, PLAN))

@@ -121,7 +121,15 @@ class Machine:
             }
         )
         self.events.extend(progress.events)
+        if rollout.switching(self.status):
+            # As the shell does: a switch is recorded before it is applied.
+            self.switch_recorded = self.status.model_copy(deep=True)
         return progress
+
+    def taken(self, progress: Progress) -> ScalePlanStatus:
+        """`take`, in the shape `rollout.drive` calls it: the status after."""
+        self.take(progress)
+        return self.status
 
     def start(self, now: datetime) -> Progress:
         assert rollout.pending(self.plan, self.status)
@@ -133,20 +141,7 @@ class Machine:
         self, seconds: float, *not_ready: str, reading: CanaryReading | None = None
     ) -> Progress:
         observed = Observed(not_ready=not_ready, reading=reading)
-        progress = self.take(rollout.advance(self.plan, self.status, observed, at(seconds)))
-        if rollout.switching(self.status):
-            # As the shell does: a recorded switch is applied, then reported done.
-            self.switch_recorded = self.status.model_copy(deep=True)
-            switched = self.take(rollout.switched(self.plan, self.status, at(seconds)))
-            progress = Progress(
-                switched.rollout,
-                switched.release,
-                switched.live_colour,
-                [*progress.events, *switched.events],
-            )
-        # As the shell does after every tick: spec.app has now been acted on.
-        self.status.app_revision = rollout.revision_of(self.plan.spec.app)
-        return progress
+        return rollout.drive(self.plan, self.status, observed, at(seconds), self.taken)
 
     def change_app(self, app: App) -> None:
         spec = self.plan.spec.model_copy(update={"app": app})

@@ -1,22 +1,40 @@
-"""The pure transition planner: steps, what is provisioned, retired, and judged Ready."""
+"""The pure transition state machine: its steps, what each one applies, retires and waits
+for, every timeout and every abort, with an explicit clock."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from phaseshift.api import LABEL_COMPONENT
+from phaseshift.api import LABEL_COMPONENT, ConditionType, Transition
 from phaseshift.render.scope import ANNOTATION_STATEFUL
 from phaseshift.transition import (
     APP_COMPONENTS,
+    STEPS,
+    Apply,
+    ApplyPhase,
+    Delete,
+    Effect,
+    Emit,
+    Key,
+    Observed,
+    Outcome,
+    Retain,
+    SetCondition,
+    Settle,
     Step,
+    advance,
     job_failed,
     key_of,
     not_ready,
     plan_steps,
     provision_set,
+    refused,
     retire_set,
+    start,
     switch_set,
     workload_ready,
 )
@@ -330,3 +348,207 @@ def test_not_ready_names_missing_and_unready_objects() -> None:
     live = {key_of(ready): ready, key_of(waiting): waiting}
     assert not_ready(live, [ready, waiting, missing]) == ["Deployment/api", "Service/edge"]
     assert not_ready(live, [ready]) == []
+
+
+# hpa floors ---------------------------------------------------------------------------
+
+
+def hpa(target: str, min_replicas: int) -> dict[str, Any]:
+    return obj(
+        "HorizontalPodAutoscaler",
+        target,
+        api_version="autoscaling/v2",
+        spec={
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": min_replicas,
+        },
+    )
+
+
+def test_a_deployment_an_hpa_scales_is_ready_only_at_the_hpa_floor() -> None:
+    # Created with one replica, it is raised to minReplicas at the HPA's first sync, up to
+    # a sync period later: routing to it before would serve the phase with too few pods.
+    one = deployment(1, ready=1, updated=1)
+    three = deployment(3, ready=3, updated=3)
+    expected = [obj("Deployment", "app", api_version="apps/v1"), hpa("app", 3)]
+    assert not_ready({key_of(one): one, key_of(expected[1]): expected[1]}, expected) == [
+        "Deployment/app"
+    ]
+    assert not_ready({key_of(three): three, key_of(expected[1]): expected[1]}, expected) == []
+    assert not_ready({key_of(one): one}, [expected[0]]) == []
+
+
+# the state machine ----------------------------------------------------------------------
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+BACKING = obj("StatefulSet", "postgres", component="postgresql", api_version="apps/v1")
+APP = obj("Deployment", "app", component="app", api_version="apps/v1")
+APP_SERVICE = obj("Service", "app", component="app")
+TARGET = [BACKING, APP, APP_SERVICE]
+JOB = obj("Job", "migrate", component="database", api_version="batch/v1")
+
+
+def ready(o: dict[str, Any]) -> dict[str, Any]:
+    if o["kind"] == "Job":
+        return {**o, "status": {"succeeded": 1}}
+    return {
+        **o,
+        "spec": {"replicas": 1},
+        "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                   "updatedReplicas": 1, "observedGeneration": 0},
+    }  # fmt: skip
+
+
+def live(*objects: dict[str, Any]) -> dict[Key, dict[str, Any]]:
+    return {key_of(o): o for o in objects}
+
+
+def moving(current: int = 1, target: int = 2, step: Step | None = None) -> Transition:
+    move, _ = start(current, target, T0)
+    if step is not None:
+        move = move.model_copy(update={"step": move.steps.index(step)})
+    return move
+
+
+def emitted(effects: Sequence[Effect]) -> list[str]:
+    return [e.reason for e in effects if isinstance(e, Emit)]
+
+
+def test_start_plans_the_steps_and_announces_them() -> None:
+    move, announced = start(1, 2, T0)
+    assert move.steps == [str(s) for s in plan_steps(1, 2)]
+    assert (move.from_, move.to, move.step, move.step_started_at) == (1, 2, 0, T0)
+    assert announced.reason == "TransitionStarted"
+    assert "Provision -> WaitReady -> MigrateData" in announced.message
+
+
+def test_every_step_has_a_handler() -> None:
+    assert set(STEPS) == set(Step)
+
+
+def test_provision_applies_the_backing_tiers_and_moves_on() -> None:
+    done = advance(moving(), Observed(TARGET), at(1))
+    assert done.outcome is Outcome.DONE
+    assert done.effects[0] == Apply((BACKING,))
+    assert emitted(done.effects) == ["StepProvision"]
+    assert done.transition is not None
+    assert (done.transition.current_step, done.transition.step_started_at) == ("WaitReady", at(1))
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (Step.WAIT_READY, "StatefulSet/postgres"),
+        (Step.VERIFY, "StatefulSet/postgres, Deployment/app"),
+    ],
+)
+def test_a_waiting_step_waits_for_its_objects(step: Step, expected: str) -> None:
+    move = moving(step=step)
+    waiting = advance(move, Observed(TARGET, live()), at(5))
+    assert (waiting.outcome, waiting.transition) == (Outcome.WAITING, move)
+    (condition,) = waiting.effects
+    assert condition == SetCondition(
+        ConditionType.TRANSITIONING, "True", step, f"waiting for {expected}"
+    )
+    done = advance(move, Observed(TARGET, live(ready(BACKING), ready(APP), APP_SERVICE)), at(6))
+    assert done.outcome is Outcome.DONE
+    assert emitted(done.effects) == [f"Step{step}"]
+
+
+@pytest.mark.parametrize(
+    ("step", "timeout"), [(Step.WAIT_READY, 600), (Step.MIGRATE_DATA, 1800), (Step.VERIFY, 600)]
+)
+def test_every_waiting_step_times_out(step: Step, timeout: float) -> None:
+    move = moving(step=step)
+    seen = Observed(TARGET, live(), JOB)
+    assert advance(move, seen, at(timeout)).outcome is Outcome.WAITING
+    failed = advance(move, seen, at(timeout + 1))
+    assert (failed.outcome, failed.transition) == (Outcome.FAILED, None)
+    *back, settle, degraded, event = failed.effects
+    # Verify comes after SwitchApp: the app goes back to the phase it left.
+    assert back == ([ApplyPhase(1)] if step is Step.VERIFY else [])
+    assert settle == Settle(1)
+    assert degraded.status == "True" and degraded.reason == "StepFailed"  # type: ignore[union-attr]
+    assert f"{step} timed out after {timeout + 1:.0f}s" in degraded.message  # type: ignore[union-attr]
+    assert event == Emit("Warning", "TransitionFailed", degraded.message)  # type: ignore[union-attr]
+
+
+def test_migrate_data_runs_the_job_until_it_succeeds() -> None:
+    move = moving(step=Step.MIGRATE_DATA)
+    first = advance(move, Observed(TARGET, live(), JOB), at(1))
+    assert first.outcome is Outcome.WAITING
+    assert first.effects[0] == Apply((JOB,))
+    running = advance(move, Observed(TARGET, live(JOB), JOB), at(2))
+    assert running.outcome is Outcome.WAITING and "is running" in str(running.effects[-1])
+    done = advance(move, Observed(TARGET, live(ready(JOB)), JOB), at(3))
+    assert done.outcome is Outcome.DONE
+    assert emitted(done.effects) == ["StepMigrateData"]
+    assert done.transition is not None and done.transition.current_step == "SwitchApp"
+
+
+def test_a_failed_migration_job_aborts_before_the_app_moved() -> None:
+    failed_job = {**JOB, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    failed = advance(moving(step=Step.MIGRATE_DATA), Observed(TARGET, live(failed_job), JOB), T0)
+    assert failed.outcome is Outcome.FAILED
+    assert not any(isinstance(e, ApplyPhase) for e in failed.effects)
+    assert "data migration Job migrate failed: Job failed" in emitted_messages(failed.effects)[0]
+
+
+def emitted_messages(effects: Sequence[Effect]) -> list[str]:
+    return [e.message for e in effects if isinstance(e, Emit)]
+
+
+def test_switch_app_applies_all_but_the_app_services_and_route_applies_them() -> None:
+    switched = advance(moving(step=Step.SWITCH_APP), Observed(TARGET), T0)
+    assert switched.effects[0] == Apply((BACKING, APP))
+    routed = advance(moving(step=Step.ROUTE), Observed(TARGET), T0)
+    assert routed.effects[0] == Apply(tuple(TARGET))
+    assert emitted(routed.effects) == ["StepRoute"]
+
+
+def test_retire_deletes_the_rest_keeps_data_and_finishes_the_transition() -> None:
+    old_app = obj("Deployment", "old", component="app", api_version="apps/v1")
+    claim = obj("PersistentVolumeClaim", "data-sqlite")
+    move = moving(step=Step.RETIRE)
+    done = advance(move, Observed(TARGET, live(*TARGET, old_app, claim)), at(90))
+    assert (done.outcome, done.transition) == (Outcome.DONE, None)
+    assert done.effects[:2] == (Delete(old_app), Retain(claim))
+    settle = done.effects[3]
+    assert isinstance(settle, Settle) and settle.phase == 2 and settle.entry is not None
+    assert (settle.entry.from_, settle.entry.to, settle.entry.reason) == (1, 2, "Promoted")
+    assert settle.entry.duration_seconds == 90
+    assert SetCondition(ConditionType.DEGRADED, "False", "TransitionSucceeded", "") in done.effects
+    assert emitted(done.effects) == ["StepRetire", "TransitionComplete"]
+
+
+def test_a_demotion_is_recorded_as_demoted() -> None:
+    done = advance(moving(3, 2, Step.RETIRE), Observed(TARGET, live()), T0)
+    settle = next(e for e in done.effects if isinstance(e, Settle))
+    assert settle.entry is not None and settle.entry.reason == "Demoted"
+
+
+def test_an_abort_before_the_switch_leaves_the_app_where_it_is() -> None:
+    failed = refused(moving(step=Step.PROVISION), "quota exceeded")
+    assert failed.outcome is Outcome.FAILED and failed.transition is None
+    assert not any(isinstance(e, ApplyPhase) for e in failed.effects)
+    assert emitted_messages(failed.effects) == [
+        "Provision: the API server refused it: quota exceeded"
+    ]
+
+
+@pytest.mark.parametrize("step", [Step.VERIFY, Step.ROUTE, Step.RETIRE])
+def test_an_abort_after_the_switch_sends_the_app_back_to_the_last_phase(step: Step) -> None:
+    failed = refused(moving(2, 3, step), "forbidden")
+    assert failed.effects[0] == ApplyPhase(2)
+    assert failed.effects[1] == Settle(2)
+
+
+def test_the_switch_step_itself_is_not_behind_when_it_fails() -> None:
+    failed = refused(moving(2, 3, Step.SWITCH_APP), "forbidden")
+    assert not any(isinstance(e, ApplyPhase) for e in failed.effects)
