@@ -288,11 +288,16 @@ def _provision(move: Transition, seen: Observed) -> _Result:
     return _Result(Outcome.DONE, message, (Apply(tuple(backing)),))
 
 
-def _wait_ready(move: Transition, seen: Observed) -> _Result:
-    waiting = not_ready(seen.live, provision_set(seen.target))
+def _until_ready(seen: Observed, expected: Sequence[Obj], ready: str) -> _Result:
+    waiting = not_ready(seen.live, expected)
     if waiting:
         return _Result(Outcome.WAITING, f"waiting for {', '.join(waiting[:5])}")
-    return _Result(Outcome.DONE, f"the backing tiers of phase {move.to} are Ready")
+    return _Result(Outcome.DONE, ready)
+
+
+def _wait_ready(move: Transition, seen: Observed) -> _Result:
+    backing = provision_set(seen.target)
+    return _until_ready(seen, backing, f"the backing tiers of phase {move.to} are Ready")
 
 
 def _migrate_data(move: Transition, seen: Observed) -> _Result:
@@ -314,10 +319,8 @@ def _switch_app(move: Transition, seen: Observed) -> _Result:
 
 
 def _verify(move: Transition, seen: Observed) -> _Result:
-    waiting = not_ready(seen.live, switch_set(seen.target))
-    if waiting:
-        return _Result(Outcome.WAITING, f"waiting for {', '.join(waiting[:5])}")
-    return _Result(Outcome.DONE, f"every workload of phase {move.to} is Ready")
+    app = switch_set(seen.target)
+    return _until_ready(seen, app, f"every workload of phase {move.to} is Ready")
 
 
 def _route(move: Transition, seen: Observed) -> _Result:

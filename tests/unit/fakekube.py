@@ -10,25 +10,13 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
+from test_merge_patch import apply_merge_patch
 
 from phaseshift.api import LABEL_MANAGED_BY, LABEL_PLAN, LABEL_RETAIN, MANAGED_BY
 from phaseshift.kube import ANNOTATION_APPLIED_HASH, MANAGED_KINDS, applied_hash
 
 Obj = Mapping[str, Any]
 StoreKey = tuple[str, str, str, str]
-
-
-def merged(target: Any, patch: Any) -> Any:
-    """`target` with the JSON merge patch (RFC 7386) `patch` applied."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merged(result.get(key), value)
-    return result
 
 
 class FakeKube:
@@ -116,7 +104,7 @@ class FakeKube:
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> str:
         self.status_patches.append(copy.deepcopy(dict(status)))
         plan = self.plans[(namespace, name)]
-        plan["status"] = merged(plan.get("status") or {}, status)
+        plan["status"] = apply_merge_patch(plan.get("status") or {}, dict(status))
         plan["metadata"]["resourceVersion"] = self._next_version()
         self.writes.append("status")
         return str(plan["metadata"]["resourceVersion"])

@@ -56,6 +56,26 @@ class Shell:
         move, _ = transition.start(current, target, at(seconds))
         self.kube.patch_status(NS, NAME, {"transition": move.to_json()})
 
+    def run_transition(self, until: str | None = None) -> None:
+        """Tick once a second, the cluster catching up in between, until the step `until`
+        is under way or the transition is over."""
+        for seconds in range(1, 30):
+            self.tick(seconds)
+            move = self.status().get("transition")
+            if move is None or move["steps"][move["step"]] == until:
+                return
+            self.kube.make_ready()
+        raise AssertionError(f"the transition did not reach {until or 'its end'}")
+
+
+def started(current: int = 1, target: int = 2) -> Shell:
+    """A plan settled in `current`, with a transition to `target` just recorded."""
+    shell = Shell()
+    shell.tick(0)
+    shell.kube.make_ready()
+    shell.start_transition(current, target)
+    return shell
+
 
 def test_a_new_plan_is_applied_at_its_lowest_phase_and_a_steady_tick_writes_nothing() -> None:
     shell = Shell(minPhase=1)
@@ -72,15 +92,8 @@ def test_a_new_plan_is_applied_at_its_lowest_phase_and_a_steady_tick_writes_noth
 
 
 def test_a_recorded_transition_runs_every_step_and_records_each_one() -> None:
-    shell = Shell()
-    shell.tick(0)
-    shell.kube.make_ready()
-    shell.start_transition(1, 2)
-    for seconds in range(1, 30):
-        shell.tick(seconds)
-        if "transition" not in shell.status():
-            break
-        shell.kube.make_ready()
+    shell = started()
+    shell.run_transition()
     status = shell.status()
     assert status["phase"] == 2 and "transition" not in status
     assert [(h["from"], h["to"], h["reason"]) for h in status["history"]] == [(1, 2, "Promoted")]
@@ -136,16 +149,8 @@ def test_a_refused_write_fails_the_transition_and_keeps_the_last_good_phase() ->
 
 
 def test_a_failure_after_the_switch_applies_the_last_phase_again() -> None:
-    shell = Shell()
-    shell.tick(0)
-    shell.kube.make_ready()
-    shell.start_transition(1, 2)
-    for seconds in range(1, 10):
-        shell.tick(seconds)
-        move = shell.status()["transition"]
-        if move["steps"][move["step"]] == "Verify":
-            break
-        shell.kube.make_ready()
+    shell = started()
+    shell.run_transition(until="Verify")
     shell.tick(1000)  # Verify times out: the app is sent back to phase 1
     assert shell.status()["phase"] == 1
     app = shell.kube.get("apps/v1", "Deployment", NS, f"{NAME}-app")
