@@ -35,7 +35,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from phaseshift.api import DEFAULT_SIGNALS, ScalePlan, parse_plan
 from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.policy import decide
-from phaseshift.signals import PlanKey, fetch_signals, group_signals
+from phaseshift.promql import PlanKey, group_signals
+from phaseshift.signals import fetch_signals
 
 WINDOW = 10  # promotion and demotion windows, seconds: short, so the bench starts quickly
 

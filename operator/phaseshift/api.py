@@ -28,6 +28,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
+from phaseshift.promql import PlanKey, fill_for_plan
+
 GROUP = "phaseshift.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -772,9 +774,9 @@ class ScalePlan(StatusModel):
 
     def signal_queries(self) -> dict[str, str]:
         """Signal name -> PromQL with $namespace and $plan filled in for this plan."""
+        key = PlanKey(self.namespace, self.name)
         return {
-            name: query.replace("$namespace", self.namespace).replace("$plan", self.name)
-            for name, query in self.spec.metrics.signals.items()
+            name: fill_for_plan(query, key) for name, query in self.spec.metrics.signals.items()
         }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from phaseshift.api import ScalePlan
-from phaseshift.signals import PlanKey, PlanSignals, SignalSnapshot
+from phaseshift.promql import PlanKey, PlanSignals, SignalSnapshot
 
 Fetch = Callable[[Sequence[ScalePlan], datetime], SignalSnapshot]
 

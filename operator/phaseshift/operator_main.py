@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from collections.abc import Mapping
+from functools import partial
 
 import kopf
 from kubernetes import config
@@ -56,7 +57,8 @@ def run_command(
     start_http_server(metrics_port, addr="0.0.0.0", registry=metrics.registry)
     memo = kopf.Memo(
         reconciler=Reconciler(kube, metrics, images=images),
-        batcher=SignalBatcher(signals.fetch_signals),
+        # The operator's memory of templates found to drop the plans' labels, for its life.
+        batcher=SignalBatcher(partial(signals.fetch_signals, ungrouped=set())),
         leader=leader,
         metrics=metrics,
     )

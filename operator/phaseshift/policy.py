@@ -38,7 +38,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from phaseshift.api import ANNOTATION_APPROVE, MIN_PHASE, ConditionType, ScalePlan
-from phaseshift.signals import PlanSignals, SignalReading
+from phaseshift.promql import PlanSignals, SignalReading
 
 
 class Reason(StrEnum):

@@ -16,7 +16,8 @@ from prometheus_api_client import PrometheusConnect
 from phaseshift.api import DEFAULT_SIGNALS, ScalePlan, parse_plan
 from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.policy import Decision, Reason, decide
-from phaseshift.signals import PlanKey, PlanSignals, fetch_signals
+from phaseshift.promql import PlanKey, PlanSignals
+from phaseshift.signals import fetch_signals
 
 from .exporter import SyntheticExporter
 
@@ -271,22 +272,27 @@ def test_many_plans_cost_one_query_per_signal_and_each_gets_its_own_values(
 def test_a_template_that_drops_the_plan_labels_is_evaluated_per_plan(
     prometheus: PrometheusServer, exporter: SyntheticExporter
 ) -> None:
-    # No `by (namespace, plan)`: one number for the whole group would be wrong. The text is
-    # made unique because the process remembers templates already found to drop labels.
-    total = f'sum(app_active_users{{namespace="$namespace",plan="$plan"}}) + 0 * {time.time_ns()}'
+    # No `by (namespace, plan)`: one number for the whole group would be wrong.
+    total = 'sum(app_active_users{namespace="$namespace",plan="$plan"})'
     signals = {"activeUsers": total}
     plans = [make_plan(prometheus, unique("p"), metrics={"signals": signals}) for _ in range(3)]
     for i, plan in enumerate(plans):
         exporter.set_users("web", plan.name, 10 + i)
     session = CountingSession()
+    ungrouped: set[str] = set()
+
+    def fetch() -> dict[PlanKey, PlanSignals]:
+        factory = counting_factory(session)
+        return fetch_signals(plans, datetime.now(UTC), client_factory=factory, ungrouped=ungrouped)
+
     snapshot = poll(
-        lambda: fetch_signals(plans, datetime.now(UTC), client_factory=counting_factory(session)),
-        lambda s: all(current_users(s[PlanKey.of(p)]) is not None for p in plans),
+        fetch, lambda s: all(current_users(s[PlanKey.of(p)]) is not None for p in plans)
     )
     assert [current_users(snapshot[PlanKey.of(p)]) for p in plans] == [10, 11, 12]
+    assert ungrouped == {total}
     # Remembered: the next tick goes straight to one query per plan.
     session.requests = 0
-    fetch_signals(plans, datetime.now(UTC), client_factory=counting_factory(session))
+    fetch()
     assert session.requests == len(plans)
 
 

@@ -167,6 +167,12 @@ def test_signal_queries_fill_in_namespace_and_plan() -> None:
     assert 'namespace="web",plan="shop"' in queries["activeUsers"]
 
 
+def test_signal_queries_fill_in_only_whole_placeholders() -> None:
+    body = plan()
+    body["spec"]["metrics"] = {"signals": {"activeUsers": 'x{plan="$plan",p="$planned"}'}}
+    assert parse_plan(body).signal_queries() == {"activeUsers": 'x{plan="shop",p="$planned"}'}
+
+
 def test_managed_labels() -> None:
     assert api.managed_labels("shop", 2, "redis") == {
         "app.kubernetes.io/managed-by": "phaseshift",

@@ -11,7 +11,7 @@ import pytest
 
 from phaseshift.api import ScalePlan, parse_plan
 from phaseshift.batching import SignalBatcher
-from phaseshift.signals import PlanKey, PlanSignals, SignalSnapshot
+from phaseshift.promql import PlanKey, PlanSignals, SignalSnapshot
 
 WINDOW = 0.05
 

@@ -19,7 +19,7 @@ from phaseshift.api import (
     parse_plan,
 )
 from phaseshift.policy import Decision, Reason, decide
-from phaseshift.signals import PlanSignals, SignalReading
+from phaseshift.promql import PlanSignals, SignalReading
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 # Thresholds to leave phases 1, 2, 3 upward; hysteresis 0.3 puts the demotion floors at

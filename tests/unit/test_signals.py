@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prometheus_api_client import PrometheusApiClientException
 
 from phaseshift.api import DEFAULT_SIGNALS, ScalePlan, parse_plan
-from phaseshift.signals import (
+from phaseshift.promql import (
     STAT_LABEL,
     AmbiguousAnswer,
     LabelsDropped,
@@ -22,9 +25,9 @@ from phaseshift.signals import (
     group_signals,
     reading_from,
     regex_alternation,
-    server_message,
     split_by_plan,
 )
+from phaseshift.signals import fetch_signals, server_message
 
 USERS = DEFAULT_SIGNALS["activeUsers"]
 
@@ -229,3 +232,54 @@ def test_the_servers_error_is_taken_out_of_the_clients_exception() -> None:
     error = PrometheusApiClientException(f"HTTP Status Code 400 ({body!r})")
     assert server_message(error) == "bad_data: 1:5: parse error: unexpected (HTTP 400)"
     assert server_message(PrometheusApiClientException("odd")) == "odd"
+
+
+# ------------------------------------------------------------------------ the client
+
+
+class DroppingClient:
+    """A Prometheus whose every answer is one series without the plans' labels."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def custom_query(
+        self, query: str, params: dict[str, Any] | None = None, timeout: int | None = None
+    ) -> Any:
+        self.queries.append(query)
+        return [series("current", "5")]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_template_found_to_drop_the_labels_is_remembered_by_the_caller() -> None:
+    total = 'sum(app_active_users{namespace="$namespace",plan="$plan"})'
+    plans = [make_plan(f"p{i}", metrics={"signals": {"activeUsers": total}}) for i in range(3)]
+    client = DroppingClient()
+    ungrouped: set[str] = set()
+
+    def fetch() -> None:
+        now = datetime.now(UTC)
+        snapshot = fetch_signals(plans, now, client_factory=lambda _: client, ungrouped=ungrouped)
+        assert all(s.readings["activeUsers"].current == 5 for s in snapshot.values())
+
+    fetch()
+    assert len(client.queries) == 1 + len(plans)  # the batched query, then one per plan
+    assert ungrouped == {total}
+    client.queries.clear()
+    fetch()
+    assert len(client.queries) == len(plans)
+    # Without a memory, every call tries the batched query again.
+    client.queries.clear()
+    fetch_signals(plans, datetime.now(UTC), client_factory=lambda _: client)
+    assert len(client.queries) == 1 + len(plans)
+
+
+def test_the_policy_does_not_import_the_prometheus_client() -> None:
+    code = (
+        "import sys, phaseshift.policy, phaseshift.promql; "
+        "print(sorted(m for m in ('requests', 'prometheus_api_client') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

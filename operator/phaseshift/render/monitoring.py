@@ -12,6 +12,7 @@ from phaseshift.api import (
     LABEL_PLAN,
     MANAGED_BY,
 )
+from phaseshift.promql import PlanKey, fill_for_plan
 from phaseshift.render.microservices import SERVICES
 from phaseshift.render.scope import Scope
 
@@ -24,11 +25,7 @@ def _signal(scope: Scope, name: str) -> str:
     queries = scope.plan.signal_queries()
     if name in queries:
         return queries[name]
-    return (
-        DEFAULT_SIGNALS[name]
-        .replace("$namespace", scope.plan.namespace)
-        .replace("$plan", scope.plan.name)
-    )
+    return fill_for_plan(DEFAULT_SIGNALS[name], PlanKey.of(scope.plan))
 
 
 def _service_monitor(scope: Scope) -> dict[str, Any]:
