@@ -428,8 +428,201 @@ class Hpa(ApiModel):
         return self
 
 
+Storage = Quantity
+# Upper bounds keep plans sane and CEL cost estimates small; no tier needs more.
+MAX_NODES = 99
+MAX_WORKLOAD_REPLICAS = 100
+
+
+def _odd(what: str) -> JsonDict:
+    return cel(
+        "!has(self.nodes) || self.nodes % 2 == 1",
+        f"{what} needs an odd number of nodes: an even quorum survives no more failures "
+        "than the odd number below it",
+        field_path=".nodes",
+        reason="FieldValueInvalid",
+    )
+
+
+_REDIS_CLUSTER_SHAPE = cel(
+    "!has(self.nodes) || self.nodes % 2 == 0",
+    "a Redis Cluster runs one replica per master: nodes must be even (at least 6: "
+    "3 masters and 3 replicas)",
+    field_path=".nodes",
+    reason="FieldValueInvalid",
+)
+_RABBITMQ_ODD = _odd("RabbitMQ")
+_KAFKA_ODD = _odd("A KRaft controller quorum")
+
+
+class Sized(ApiModel):
+    resources: Resources | None = None
+    """Requests and limits of the component's main container; unset values keep the
+    catalog's default, and a limit below its request is raised to it."""
+
+
+class PostgresComponent(Sized):
+    """PostgreSQL (phases 2-4): the primary and shards, and their read replicas."""
+
+    replica_resources: Resources | None = None
+    """Requests and limits of each read replica; unset values follow `resources`."""
+    storage: Storage | None = None
+    """Size of every PostgreSQL volume (primary, replicas, shards), e.g. 20Gi."""
+
+
+class RedisComponent(Sized):
+    """Redis (phases 2-4): the single cache of phase 2, the Redis Cluster of phases 3-4."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_REDIS_CLUSTER_SHAPE]}
+    )
+
+    nodes: Annotated[int, Field(ge=6, le=MAX_NODES)] | None = None
+    """Nodes of the Redis Cluster (phases 3-4): masters with one replica each, so even
+    and at least 6. Default 6."""
+    storage: Storage | None = None
+    """Size of each cluster node's volume (it holds nodes.conf only), e.g. 1Gi."""
+
+    @model_validator(mode="after")
+    def _shape(self) -> RedisComponent:
+        if self.nodes is not None and self.nodes % 2:
+            raise ValueError(_REDIS_CLUSTER_SHAPE["message"])
+        return self
+
+
+class RabbitmqComponent(Sized):
+    """RabbitMQ (phases 3-4), the job queue."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_RABBITMQ_ODD]})
+
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] | None = None
+    """Cluster nodes; odd (1 has no redundancy). Default 3."""
+    storage: Storage | None = None
+    """Size of each node's volume, e.g. 8Gi."""
+
+    @model_validator(mode="after")
+    def _odd_nodes(self) -> RabbitmqComponent:
+        if self.nodes is not None and self.nodes % 2 == 0:
+            raise ValueError(_RABBITMQ_ODD["message"])
+        return self
+
+
+class KafkaComponent(Sized):
+    """Kafka (phase 4), the event stream: combined KRaft broker/controllers. The JVM
+    heap is half the memory request."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_KAFKA_ODD]})
+
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] | None = None
+    """Brokers, each also a KRaft controller; odd. Topics are replicated min(nodes, 3)
+    times. Default 3."""
+    storage: Storage | None = None
+    """Size of each broker's log volume, e.g. 20Gi."""
+    partitions: Annotated[int, Field(ge=1, le=1_000)] | None = None
+    """Partitions of the app's event topic (num.partitions); also the default number of
+    event consumers. Default 3."""
+
+    @model_validator(mode="after")
+    def _odd_nodes(self) -> KafkaComponent:
+        if self.nodes is not None and self.nodes % 2 == 0:
+            raise ValueError(_KAFKA_ODD["message"])
+        return self
+
+
+class CassandraComponent(Sized):
+    """Cassandra (phase 4), the NoSQL store. The JVM heap is half the memory request."""
+
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] | None = None
+    """Nodes of the ring. Default 3."""
+    storage: Storage | None = None
+    """Size of each node's volume, e.g. 50Gi."""
+
+
+class WorkloadComponent(Sized):
+    replicas: Annotated[int, Field(ge=0, le=MAX_WORKLOAD_REPLICAS)] | None = None
+    """Pods of the Deployment."""
+
+
+class StorageComponent(ApiModel):
+    storage: Storage | None = None
+    """Size of the volume, e.g. 5Gi."""
+
+
+# Which phases run each component: an override for a phase that does not run it is a
+# mistake the API server reports.
+COMPONENT_PHASES: dict[str, tuple[int, ...]] = {
+    "sqlite": (1,),
+    "postgres": (2, 3, 4),
+    "redis": (2, 3, 4),
+    "rabbitmq": (3, 4),
+    "kafka": (4,),
+    "cassandra": (4,),
+    "edge": (3, 4),
+    "worker": (3, 4),
+    "eventConsumer": (4,),
+    "exporters": (2, 3, 4),
+}
+
+
+def _component_in_phase(name: str, phases: tuple[int, ...]) -> JsonDict:
+    listed = ", ".join(str(p) for p in phases)
+    return cel(
+        f"!has(self.components) || !has(self.components.{name}) || self.phase in [{listed}]",
+        f"components.{name} applies only to phase{'s' if len(phases) > 1 else ''} "
+        f"{listed}, which run{'' if len(phases) > 1 else 's'} it",
+        field_path=f".components.{name}",
+        reason="FieldValueForbidden",
+    )
+
+
+_REDIS_NODES_IN_CLUSTER_PHASES = cel(
+    "!has(self.components) || !has(self.components.redis) || "
+    "!has(self.components.redis.nodes) && !has(self.components.redis.storage) || "
+    "self.phase >= 3",
+    "components.redis.nodes and storage size the Redis Cluster of phases 3-4; phase 2 "
+    "runs a single Redis without a volume",
+    field_path=".components.redis",
+    reason="FieldValueForbidden",
+)
+
+
+class Components(ApiModel):
+    """Sizes and counts of the parts of a phase besides the app; each field overrides the
+    catalog's default. Volume sizes and node counts of a tier that several phases run
+    (PostgreSQL, the Redis Cluster, RabbitMQ) hold for every phase, because a
+    StatefulSet's volumes cannot change size and a formed cluster does not regroup
+    itself: set them in one phase's override, or to the same value in each."""
+
+    sqlite: StorageComponent | None = None
+    """Phase 1's SQLite volume (default 5Gi)."""
+    postgres: PostgresComponent | None = None
+    redis: RedisComponent | None = None
+    rabbitmq: RabbitmqComponent | None = None
+    kafka: KafkaComponent | None = None
+    cassandra: CassandraComponent | None = None
+    edge: WorkloadComponent | None = None
+    """The nginx edge cache (phases 3-4; default 2 replicas)."""
+    worker: WorkloadComponent | None = None
+    """The job-queue workers (phases 3-4; default 2 in phase 3, 3 in phase 4); their
+    resources start from the app's."""
+    event_consumer: WorkloadComponent | None = None
+    """The event-stream consumers (phase 4; default one per Kafka partition); their
+    resources start from the app's."""
+    exporters: Sized | None = None
+    """The Prometheus exporters beside PostgreSQL and Redis (phases 2-4)."""
+
+
 class PhaseOverride(ApiModel):
     """Overrides of the catalog's defaults for one phase; unset fields keep the default."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                *(_component_in_phase(name, p) for name, p in COMPONENT_PHASES.items()),
+                _REDIS_NODES_IN_CLUSTER_PHASES,
+            ]
+        }
+    )
 
     phase: Phase
     app_replicas: Replicas | None = None
@@ -439,6 +632,22 @@ class PhaseOverride(ApiModel):
     hpa: Hpa | None = None
     images: Annotated[dict[ComponentName, Image], Field(max_length=32)] | None = None
     """Component -> image in this phase (postgres, redis, gateway...); wins over the operator's."""
+    components: Components | None = None
+    """Sizes and counts of the backing services, edge, workers and consumers."""
+
+    @model_validator(mode="after")
+    def _components_in_phase(self) -> PhaseOverride:
+        if self.components is None:
+            return self
+        for name, phases in COMPONENT_PHASES.items():
+            attr = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+            if getattr(self.components, attr) is not None and self.phase not in phases:
+                rule = _component_in_phase(name, phases)
+                raise ValueError(f"{rule['message']} (phase {self.phase})")
+        redis = self.components.redis
+        if redis is not None and self.phase < 3 and (redis.nodes or redis.storage):
+            raise ValueError(_REDIS_NODES_IN_CLUSTER_PHASES["message"])
+        return self
 
 
 # ------------------------------------------------------------- spec: mesh, observability
@@ -503,6 +712,47 @@ class Rollout(ApiModel):
 
 # --------------------------------------------------------------------------- spec: root
 
+# Volume sizes and node counts of the tiers several phases run: one value for all phases.
+SHARED_ACROSS_PHASES: tuple[tuple[str, str], ...] = (
+    ("postgres", "storage"),
+    ("redis", "storage"),
+    ("redis", "nodes"),
+    ("rabbitmq", "storage"),
+    ("rabbitmq", "nodes"),
+)
+
+
+def _same_in_every_phase(component: str, field: str) -> JsonDict:
+    path = f"components.{component}.{field}"
+
+    def set_in(o: str) -> str:
+        return (
+            f"has({o}.components) && has({o}.components.{component}) && "
+            f"has({o}.components.{component}.{field})"
+        )
+
+    return cel(
+        f"self.all(a, self.all(b, !({set_in('a')}) || !({set_in('b')}) || a.{path} == b.{path}))",
+        f"{path} must be the same in every override that sets it: the tier keeps its "
+        "volumes and members from phase to phase",
+        reason="FieldValueInvalid",
+    )
+
+
+def _check_same_in_every_phase(overrides: Sequence[PhaseOverride]) -> None:
+    for component, field in SHARED_ACROSS_PHASES:
+        values = {}
+        for o in overrides:
+            part = getattr(o.components, component, None) if o.components else None
+            value = getattr(part, field, None) if part is not None else None
+            if value is not None:
+                values[o.phase] = value
+        if len(set(values.values())) > 1:
+            rule = _same_in_every_phase(component, field)
+            shown = ", ".join(f"phase {p}: {v}" for p, v in sorted(values.items()))
+            raise ValueError(f"{rule['message']} ({shown})")
+
+
 _SIGNALS_DEFINED = cel(
     "!has(self.phases) || !has(self.metrics) || !has(self.metrics.signals) || "
     "self.phases.all(p, p.promoteWhen.all(k, k in self.metrics.signals))",
@@ -539,6 +789,9 @@ class ScalePlanSpec(ApiModel):
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["phase"],
+                "x-kubernetes-validations": [
+                    _same_in_every_phase(c, f) for c, f in SHARED_ACROSS_PHASES
+                ],
             },
         ),
     ] = []
@@ -558,6 +811,7 @@ class ScalePlanSpec(ApiModel):
     @classmethod
     def _overrides_unique(cls, overrides: list[PhaseOverride]) -> list[PhaseOverride]:
         _require_unique([o.phase for o in overrides], "phase")
+        _check_same_in_every_phase(overrides)
         return overrides
 
     @model_validator(mode="after")

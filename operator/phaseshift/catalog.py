@@ -136,7 +136,7 @@ PHASES: dict[int, Phase] = {
     ),
 }
 
-# Sizes of the backing services; they do not change with the phase.
+# Sizes of the backing services, the same in every phase unless an override sets them.
 COMPONENT_SIZES: dict[str, Size] = {
     "postgres": Size("500m", "1Gi", "2", "2Gi"),
     "exporter": Size("50m", "64Mi", "200m", "128Mi"),
@@ -157,9 +157,12 @@ STORAGE: dict[str, str] = {
     "cassandra": "50Gi",
 }
 
+# Defaults; spec.overrides[].components sets each of them (see api.Components).
 REDIS_CLUSTER_NODES = 6  # 3 masters, each with one replica: the smallest HA Redis Cluster
 RABBITMQ_NODES = 3
 KAFKA_BROKERS = 3
+# Partitions of the app's event topic; phase 4 runs one event consumer per partition.
+KAFKA_PARTITIONS = 3
 CASSANDRA_NODES = 3
 EDGE_REPLICAS = 2
 

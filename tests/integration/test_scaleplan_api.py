@@ -226,6 +226,41 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.overrides[0].images",
     ),
     ("shards-zero", {"overrides": [{"phase": 3, "shards": 0}]}, "spec.overrides[0].shards"),
+    (
+        "redis-cluster-of-four",
+        {"overrides": [{"phase": 3, "components": {"redis": {"nodes": 4}}}]},
+        "spec.overrides[0].components.redis.nodes",
+    ),
+    (
+        "redis-cluster-odd",
+        {"overrides": [{"phase": 3, "components": {"redis": {"nodes": 7}}}]},
+        "spec.overrides[0].components.redis.nodes",
+    ),
+    (
+        "rabbitmq-even",
+        {"overrides": [{"phase": 3, "components": {"rabbitmq": {"nodes": 2}}}]},
+        "spec.overrides[0].components.rabbitmq.nodes",
+    ),
+    (
+        "kafka-even",
+        {"overrides": [{"phase": 4, "components": {"kafka": {"nodes": 4}}}]},
+        "spec.overrides[0].components.kafka.nodes",
+    ),
+    (
+        "kafka-in-phase-2",
+        {"overrides": [{"phase": 2, "components": {"kafka": {"nodes": 3}}}]},
+        "spec.overrides[0].components.kafka",
+    ),
+    (
+        "postgres-storage-differs",
+        {
+            "overrides": [
+                {"phase": 2, "components": {"postgres": {"storage": "5Gi"}}},
+                {"phase": 3, "components": {"postgres": {"storage": "6Gi"}}},
+            ]
+        },
+        "spec.overrides",
+    ),
     ("mesh-consul", {"mesh": {"provider": "Consul"}}, "spec.mesh.provider"),
     (
         "slo-error-rate-one",

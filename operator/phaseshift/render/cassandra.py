@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import CASSANDRA_NODES, COMPONENT_SIZES, STORAGE
+from phaseshift.render import components
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -49,7 +49,8 @@ def cassandra_yaml(scope: Scope) -> str:
     the allocator are the distribution's defaults, which a node's ring position depends
     on."""
     peers = scope.name(PEERS)
-    seeds = ",".join(f"{scope.name(SUFFIX)}-{i}.{peers}" for i in range(SEEDS))
+    count = min(SEEDS, components.cassandra_nodes(scope))
+    seeds = ",".join(f"{scope.name(SUFFIX)}-{i}.{peers}" for i in range(count))
     return f"""cluster_name: "{scope.plan_label}"
 num_tokens: 16
 allocate_tokens_for_local_replication_factor: 3
@@ -90,6 +91,16 @@ def start_script() -> str:
     return _START
 
 
+def heap_env(scope: Scope) -> dict[str, str]:
+    """MAX_HEAP_SIZE (half the memory request, 2G by default) and HEAP_NEWSIZE (about a
+    fifth of it, 400M by default), which cassandra-env.sh passes to the JVM."""
+    heap = components.jvm_heap_mib(components.size(scope, "cassandra"))
+    return {
+        "MAX_HEAP_SIZE": components.jvm_size(heap, upper=True),
+        "HEAP_NEWSIZE": components.jvm_size(max(16, heap * 25 // 128), upper=True),
+    }
+
+
 def _statefulset(scope: Scope) -> dict[str, Any]:
     cassandra = {
         "name": "cassandra",
@@ -100,8 +111,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             # Read by Cassandra's own scripts (cassandra.in.sh, cassandra-env.sh).
             {"name": "CASSANDRA_CONF", "value": CONF_DIR},
             {"name": "CASSANDRA_LOG_DIR", "value": LOGS},
-            {"name": "MAX_HEAP_SIZE", "value": "2G"},
-            {"name": "HEAP_NEWSIZE", "value": "400M"},
+            *({"name": name, "value": value} for name, value in heap_env(scope).items()),
         ],
         "ports": [
             {"name": "cql", "containerPort": 9042},
@@ -109,7 +119,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         ],
         "readinessProbe": tcp_probe("cql", period=10),
         "livenessProbe": tcp_probe("intra-node", period=20),
-        "resources": resources(COMPONENT_SIZES["cassandra"]),
+        "resources": resources(components.size(scope, "cassandra")),
         # The JVM may write heap dumps below the install tree.
         "securityContext": container_security(read_only_root=False),
         "volumeMounts": [
@@ -137,7 +147,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         scope,
         suffix=SUFFIX,
         component=COMPONENT,
-        replicas=CASSANDRA_NODES,
+        replicas=components.cassandra_nodes(scope),
         service_name=scope.name(PEERS),
         # Cassandra bootstraps one node at a time into the ring.
         pod_management="OrderedReady",
@@ -150,7 +160,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             meshed=False,
             annotations={ANNOTATION_CONFIG_HASH: content_hash(cassandra_yaml(scope), RACKDC)},
         ),
-        storage=STORAGE["cassandra"],
+        storage=components.storage(scope, "cassandra"),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.render import kafka
+from phaseshift.render import components
 from phaseshift.render.scope import Scope
 from phaseshift.render.workload import app_container, app_deployment, rolling
 
@@ -21,6 +21,7 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
         image=scope.image("app"),
         command=["python", "-m", "sample_app", "consume"],
         serves_http=False,
+        size=components.size(scope, "consumer"),
     )
     return [
         app_deployment(
@@ -28,8 +29,7 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
             suffix=SUFFIX,
             component=COMPONENT,
             container=container,
-            # One consumer per partition: a group leaves any consumer beyond that idle.
-            replicas=kafka.PARTITIONS,
+            replicas=components.consumer_replicas(scope),
             strategy=rolling(),
             service=None,
             spread=True,

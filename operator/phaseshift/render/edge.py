@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import COMPONENT_SIZES, EDGE_REPLICAS
+from phaseshift.render import components
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -95,7 +95,7 @@ def _deployment(scope: Scope) -> dict[str, Any]:
         "ports": [{"name": "http", "containerPort": LISTEN}],
         "readinessProbe": http_probe("/nginx-health", "http", period=5),
         "livenessProbe": http_probe("/nginx-health", "http"),
-        "resources": resources(COMPONENT_SIZES["nginx"]),
+        "resources": resources(components.size(scope, "nginx")),
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/nginx/edge", "readOnly": True},
@@ -119,7 +119,7 @@ def _deployment(scope: Scope) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": scope.metadata(SUFFIX, COMPONENT),
         "spec": {
-            "replicas": EDGE_REPLICAS,
+            "replicas": components.edge_replicas(scope),
             "selector": {"matchLabels": selector},
             "strategy": rolling(),
             # nginx has no Prometheus endpoint of its own (stub_status is not one).

@@ -12,7 +12,7 @@ import base64
 import hashlib
 from typing import Any
 
-from phaseshift.catalog import COMPONENT_SIZES, KAFKA_BROKERS, STORAGE
+from phaseshift.render import components
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -39,12 +39,13 @@ DATA = "/var/lib/kafka/data"
 LOG_DIRS = f"{DATA}/logs"
 BIN = "/opt/kafka/bin"
 CONFIG_DIR = "/etc/phaseshift/kafka"
-# Partitions of an auto-created topic (the app's event topic): one per event consumer.
-PARTITIONS = 3
 
 
 def broker_hosts(scope: Scope) -> list[str]:
-    return [f"{scope.name(SUFFIX)}-{i}.{scope.name(PEERS)}:9092" for i in range(KAFKA_BROKERS)]
+    return [
+        f"{scope.name(SUFFIX)}-{i}.{scope.name(PEERS)}:9092"
+        for i in range(components.kafka_nodes(scope))
+    ]
 
 
 def cluster_id(scope: Scope) -> str:
@@ -57,8 +58,10 @@ def cluster_id(scope: Scope) -> str:
 def server_properties(scope: Scope) -> str:
     """Everything but node.id and advertised.listeners, which are the pod's own."""
     peers = scope.name(PEERS)
-    voters = ",".join(f"{i}@{scope.name(SUFFIX)}-{i}.{peers}:9093" for i in range(KAFKA_BROKERS))
-    quorum = str(KAFKA_BROKERS // 2 + 1)
+    nodes = components.kafka_nodes(scope)
+    voters = ",".join(f"{i}@{scope.name(SUFFIX)}-{i}.{peers}:9093" for i in range(nodes))
+    copies = components.kafka_replication_factor(scope)
+    quorum = str(copies // 2 + 1)
     settings = {
         "process.roles": "broker,controller",
         "controller.quorum.voters": voters,
@@ -67,11 +70,12 @@ def server_properties(scope: Scope) -> str:
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": LOG_DIRS,
-        "default.replication.factor": str(KAFKA_BROKERS),
-        "num.partitions": str(PARTITIONS),
+        "default.replication.factor": str(copies),
+        # Partitions of an auto-created topic (the app's event topic).
+        "num.partitions": str(components.kafka_partitions(scope)),
         "min.insync.replicas": quorum,
-        "offsets.topic.replication.factor": str(KAFKA_BROKERS),
-        "transaction.state.log.replication.factor": str(KAFKA_BROKERS),
+        "offsets.topic.replication.factor": str(copies),
+        "transaction.state.log.replication.factor": str(copies),
         "transaction.state.log.min.isr": quorum,
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
@@ -94,6 +98,12 @@ def start_script() -> str:
     return _START
 
 
+def heap_opts(scope: Scope) -> str:
+    """KAFKA_HEAP_OPTS: a fixed heap of half the memory request (-Xms1g -Xmx1g by default)."""
+    heap = components.jvm_size(components.jvm_heap_mib(components.size(scope, "kafka")))
+    return f"-Xms{heap} -Xmx{heap}"
+
+
 def _statefulset(scope: Scope) -> dict[str, Any]:
     kafka = {
         "name": "kafka",
@@ -107,7 +117,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             {"name": "PEERS", "value": scope.name(PEERS)},
             {"name": "CLUSTER_ID", "value": cluster_id(scope)},
             # Read by Kafka's own scripts: the heap, and where its log4j files go.
-            {"name": "KAFKA_HEAP_OPTS", "value": "-Xms1g -Xmx1g"},
+            {"name": "KAFKA_HEAP_OPTS", "value": heap_opts(scope)},
             {"name": "LOG_DIR", "value": "/var/log/kafka"},
         ],
         "ports": [
@@ -116,7 +126,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         ],
         "readinessProbe": tcp_probe("client", period=10),
         "livenessProbe": tcp_probe("controller", period=20),
-        "resources": resources(COMPONENT_SIZES["kafka"]),
+        "resources": resources(components.size(scope, "kafka")),
         # The JVM and Kafka's scripts are not known to write only where told.
         "securityContext": container_security(read_only_root=False),
         "volumeMounts": [
@@ -142,7 +152,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         scope,
         suffix=SUFFIX,
         component=COMPONENT,
-        replicas=KAFKA_BROKERS,
+        replicas=components.kafka_nodes(scope),
         service_name=scope.name(PEERS),
         # A KRaft quorum needs a majority up to elect a leader: start all together.
         pod_management="Parallel",
@@ -155,7 +165,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             meshed=False,
             annotations={ANNOTATION_CONFIG_HASH: content_hash(server_properties(scope))},
         ),
-        storage=STORAGE["kafka"],
+        storage=components.storage(scope, "kafka"),
     )
 
 

@@ -12,9 +12,10 @@ independent primaries in one StatefulSet, one pod per shard.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from phaseshift.catalog import COMPONENT_SIZES, STORAGE
+from phaseshift.render import components
 from phaseshift.render import credentials as cred
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
@@ -28,7 +29,7 @@ from phaseshift.render.pods import (
 )
 from phaseshift.render.scope import LABEL_SERVICE, Scope
 from phaseshift.render.service import port, service
-from phaseshift.render.sizing import read_replicas, shards
+from phaseshift.render.sizing import app_replicas, autoscale, read_replicas, shards
 from phaseshift.render.statefulset import data_statefulset
 from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
@@ -46,13 +47,13 @@ CONFIG_DIR = "/etc/phaseshift/postgres"
 SOCKETS = "/var/run/postgresql"
 EXPORTER_PORT = 9187
 
-POSTGRESQL_CONF = f"""# Read through `postgres -c config_file=...`: the copies initdb and pg_basebackup leave
+_POSTGRESQL_CONF = f"""# Read through `postgres -c config_file=...`: the copies initdb and pg_basebackup leave
 # in the data directory are not used (postgresql.auto.conf there still is).
 listen_addresses = '*'
 port = 5432
 unix_socket_directories = '{SOCKETS}'
-max_connections = 100
-shared_buffers = 128MB
+max_connections = {{max_connections}}
+shared_buffers = {{shared_buffers}}MB
 password_encryption = scram-sha-256
 wal_level = replica
 max_wal_senders = 10
@@ -70,6 +71,66 @@ lc_numeric = 'C'
 lc_time = 'C'
 default_text_search_config = 'pg_catalog.english'
 """
+
+# Connections each app process opens to each PostgreSQL server at most: the pool size of
+# sample_app's PostgresStore (one pool to the primary, one to the read replicas' Service,
+# one to each shard).
+APP_POOL_SIZE = 10
+# Beside the app's pools: the exporter, the migration Job and a few admin sessions, and
+# PostgreSQL's superuser_reserved_connections (3).
+CONNECTION_HEADROOM = 10 + 3
+# PostgreSQL's own default; the computed number never goes below it.
+MIN_CONNECTIONS = 100
+# shared_buffers: a quarter of the memory request, at most PostgreSQL's default 128MB.
+MAX_SHARED_BUFFERS_MB = 128
+
+
+def _surge(replicas: int) -> int:
+    """Extra pods a rolling update (maxSurge 25%) runs beside `replicas`."""
+    return math.ceil(replicas * 0.25)
+
+
+def _database_clients(scope: Scope) -> int:
+    """The most app processes holding a pool to PostgreSQL at once in the scope's phase:
+    phase 2 both blue-green colours during a rollout; phase 3 the HPA's maximum plus a
+    rolling update's surge, and the workers; phase 4 user-service and data-service at
+    their HPA's maximum with as many canaries (a canary takes at most half the
+    traffic), and the workers. The gateway and the event consumers hold no pool."""
+    if scope.phase == 2:
+        return 2 * app_replicas(scope)
+    bounds = autoscale(scope)
+    most = bounds.max_replicas if bounds is not None else app_replicas(scope)
+    workers = components.worker_replicas(scope)
+    workers += _surge(workers)
+    if scope.phase == 3:
+        return most + _surge(most) + workers
+    return 2 * (2 * most) + workers
+
+
+def max_connections(scope: Scope) -> int:
+    """max_connections for every phase the plan may reach, not only the scope's: it takes
+    a restart to change, and a transition must not restart the database. Standbys need
+    at least the primary's value, and share its configuration."""
+    top = max(scope.phase, scope.plan.spec.policy.max_phase)
+    clients = max(
+        _database_clients(Scope(scope.plan, phase, scope.ctx)) for phase in range(2, top + 1)
+    )
+    return max(MIN_CONNECTIONS, clients * APP_POOL_SIZE + CONNECTION_HEADROOM)
+
+
+def shared_buffers_mb(scope: Scope) -> int:
+    smallest = min(
+        components.memory_request_mib(components.size(scope, key))
+        for key in ("postgres", "postgres-replica")
+    )
+    return max(16, min(MAX_SHARED_BUFFERS_MB, smallest // 4))
+
+
+def postgresql_conf(scope: Scope) -> str:
+    return _POSTGRESQL_CONF.format(
+        max_connections=max_connections(scope), shared_buffers=shared_buffers_mb(scope)
+    )
+
 
 PG_HBA_CONF = f"""# TYPE  DATABASE     USER         ADDRESS       METHOD
 # The socket directory is private to the pod (an emptyDir).
@@ -136,7 +197,7 @@ def _data_mounts() -> list[dict[str, Any]]:
     ]
 
 
-def _postgres_container(scope: Scope) -> dict[str, Any]:
+def _postgres_container(scope: Scope, size_key: str) -> dict[str, Any]:
     ready = [
         "pg_isready",
         "--host=127.0.0.1",
@@ -168,7 +229,7 @@ def _postgres_container(scope: Scope) -> dict[str, Any]:
                 }
             }
         },
-        "resources": resources(COMPONENT_SIZES["postgres"]),
+        "resources": resources(components.size(scope, size_key)),
         "securityContext": container_security(),
         "volumeMounts": [
             *_data_mounts(),
@@ -195,7 +256,7 @@ def _exporter_container(scope: Scope) -> dict[str, Any]:
             env_from_secret("DATA_SOURCE_PASS", secret, cred.PASSWORD_KEY),
         ],
         "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
-        "resources": resources(COMPONENT_SIZES["exporter"]),
+        "resources": resources(components.size(scope, "exporter")),
         "securityContext": container_security(),
     }
 
@@ -212,7 +273,7 @@ def clone_script() -> str:
     return _CLONE_SCRIPT.format(user=cred.REPLICATION_USER)
 
 
-def _initdb_container(scope: Scope) -> dict[str, Any]:
+def _initdb_container(scope: Scope, size_key: str) -> dict[str, Any]:
     secret = cred.secret_name(scope)
     return {
         "name": "initdb",
@@ -223,13 +284,13 @@ def _initdb_container(scope: Scope) -> dict[str, Any]:
             env_from_secret("SUPERUSER_PASSWORD", secret, cred.PASSWORD_KEY),
             env_from_secret("REPLICATION_PASSWORD", secret, cred.REPLICATION_KEY),
         ],
-        "resources": resources(COMPONENT_SIZES["postgres"]),
+        "resources": resources(components.size(scope, size_key)),
         "securityContext": container_security(),
         "volumeMounts": _data_mounts(),
     }
 
 
-def _clone_container(scope: Scope) -> dict[str, Any]:
+def _clone_container(scope: Scope, size_key: str) -> dict[str, Any]:
     return {
         "name": "clone-primary",
         "image": scope.image("postgres"),
@@ -239,7 +300,7 @@ def _clone_container(scope: Scope) -> dict[str, Any]:
             {"name": "PRIMARY_HOST", "value": rw_host(scope)},
             env_from_secret("PGPASSWORD", cred.secret_name(scope), cred.REPLICATION_KEY),
         ],
-        "resources": resources(COMPONENT_SIZES["postgres"]),
+        "resources": resources(components.size(scope, size_key)),
         "securityContext": container_security(),
         "volumeMounts": _data_mounts(),
     }
@@ -248,12 +309,14 @@ def _clone_container(scope: Scope) -> dict[str, Any]:
 def _statefulset(
     scope: Scope, suffix: str, replicas: int, *, clone: bool, governing: str
 ) -> dict[str, Any]:
+    size_key = "postgres-replica" if suffix == REPLICA else "postgres"
+    init = _clone_container(scope, size_key) if clone else _initdb_container(scope, size_key)
     spec: dict[str, Any] = {
         "securityContext": pod_security(POSTGRES_UID),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 60,
-        "initContainers": [_clone_container(scope) if clone else _initdb_container(scope)],
-        "containers": [_postgres_container(scope), _exporter_container(scope)],
+        "initContainers": [init],
+        "containers": [_postgres_container(scope, size_key), _exporter_container(scope)],
         "volumes": [
             empty_dir("run"),
             empty_dir("tmp"),
@@ -268,7 +331,7 @@ def _statefulset(
         metrics_port=EXPORTER_PORT,
         meshed=False,
         extra_labels={LABEL_SERVICE: "postgres"} if governing == PEERS else None,
-        annotations={ANNOTATION_CONFIG_HASH: content_hash(POSTGRESQL_CONF, PG_HBA_CONF)},
+        annotations={ANNOTATION_CONFIG_HASH: content_hash(postgresql_conf(scope), PG_HBA_CONF)},
     )
     return data_statefulset(
         scope,
@@ -279,7 +342,7 @@ def _statefulset(
         # Shards are independent primaries; a primary and its replicas start in order.
         pod_management="Parallel" if suffix == SHARD else "OrderedReady",
         template=template,
-        storage=STORAGE["postgres"],
+        storage=components.storage(scope, "postgres"),
     )
 
 
@@ -288,7 +351,7 @@ def _config(scope: Scope) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": scope.metadata(CONFIG, COMPONENT),
-        "data": {"postgresql.conf": POSTGRESQL_CONF, "pg_hba.conf": PG_HBA_CONF},
+        "data": {"postgresql.conf": postgresql_conf(scope), "pg_hba.conf": PG_HBA_CONF},
     }
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import COMPONENT_SIZES, RABBITMQ_NODES, STORAGE
+from phaseshift.catalog import COMPONENT_SIZES
+from phaseshift.render import components
 from phaseshift.render import credentials as cred
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
@@ -59,11 +60,14 @@ def rabbitmq_conf(scope: Scope) -> str:
         "cluster_formation.peer_discovery_backend = classic_config",
         *(
             f"cluster_formation.classic_config.nodes.{i + 1} = rabbit@{_node_host(scope, i)}"
-            for i in range(RABBITMQ_NODES)
+            for i in range(components.rabbitmq_nodes(scope))
         ),
         f"default_user = {cred.RABBITMQ_USER}",
         "loopback_users.guest = true",
         "queue_leader_locator = balanced",
+        # The watermark is a share of this, the container's limit, not of the node's RAM.
+        "total_memory_available_override_value = "
+        f"{components.memory_limit_bytes(components.size(scope, 'rabbitmq'))}",
         "vm_memory_high_watermark.relative = 0.6",
     ]
     return "\n".join(lines) + "\n"
@@ -136,7 +140,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "livenessProbe": exec_probe(
             ["rabbitmq-diagnostics", "-q", "status"], period=30, failures=6
         ),
-        "resources": resources(COMPONENT_SIZES["rabbitmq"]),
+        "resources": resources(components.size(scope, "rabbitmq")),
         # Erlang and the plugins may write below the install tree (crash dumps, expanded
         # plugins); the root filesystem stays writable for them.
         "securityContext": container_security(read_only_root=False),
@@ -177,7 +181,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         scope,
         suffix=SUFFIX,
         component=COMPONENT,
-        replicas=RABBITMQ_NODES,
+        replicas=components.rabbitmq_nodes(scope),
         service_name=scope.name(PEERS),
         # Nodes that restart together wait for each other; OrderedReady would deadlock.
         pod_management="Parallel",
@@ -192,7 +196,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
                 ANNOTATION_CONFIG_HASH: content_hash(rabbitmq_conf(scope), ENABLED_PLUGINS)
             },
         ),
-        storage=STORAGE["rabbitmq"],
+        storage=components.storage(scope, "rabbitmq"),
     )
 
 

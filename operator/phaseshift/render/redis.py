@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import COMPONENT_SIZES, REDIS_CLUSTER_NODES, STORAGE
+from phaseshift.catalog import COMPONENT_SIZES
+from phaseshift.render import components
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -35,23 +36,33 @@ CLUSTER = "redis-cluster"
 PEERS = "redis-cluster-hl"
 REDIS_UID = 999  # the redis user of the official image
 EXPORTER_PORT = 9121
-_CACHE_FLAGS = [
-    "--port",
-    "6379",
-    "--dir",
-    "/data",
-    # Protected mode refuses every client but loopback when no password is set.
-    "--protected-mode",
-    "no",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--maxmemory",
-    "400mb",
-    "--maxmemory-policy",
-    "allkeys-lru",
-]
+
+
+def maxmemory(scope: Scope) -> str:
+    """Redis' own memory cap: about 78% of the container's memory request (400mb of the
+    default 512Mi), the rest for the server, its buffers and fragmentation."""
+    return f"{max(1, components.memory_request_mib(components.size(scope, 'redis')) * 25 // 32)}mb"
+
+
+def cache_flags(scope: Scope) -> list[str]:
+    return [
+        "--port",
+        "6379",
+        "--dir",
+        "/data",
+        # Protected mode refuses every client but loopback when no password is set.
+        "--protected-mode",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        maxmemory(scope),
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]
+
 
 _CLUSTER_CONF = """port 6379
 dir /data
@@ -63,9 +74,14 @@ cluster-preferred-endpoint-type hostname
 protected-mode no
 save ""
 appendonly no
-maxmemory 400mb
+maxmemory {maxmemory}
 maxmemory-policy allkeys-lru
 """
+
+
+def cluster_conf(scope: Scope) -> str:
+    return _CLUSTER_CONF.format(maxmemory=maxmemory(scope))
+
 
 # Idempotent: an already formed cluster is left alone, so the Job can run again safely.
 _FORM_CLUSTER = """set -eu
@@ -92,7 +108,7 @@ def url(scope: Scope) -> str:
 
 def _cluster_hosts(scope: Scope) -> list[str]:
     statefulset, peers = scope.name(CLUSTER), scope.name(PEERS)
-    return [f"{statefulset}-{i}.{peers}" for i in range(REDIS_CLUSTER_NODES)]
+    return [f"{statefulset}-{i}.{peers}" for i in range(components.redis_cluster_nodes(scope))]
 
 
 def _ping() -> dict[str, Any]:
@@ -108,7 +124,7 @@ def _redis_container(scope: Scope, args: list[str], *, cluster: bool) -> dict[st
         "ports": [{"name": "redis", "containerPort": 6379}],
         "readinessProbe": _ping(),
         "livenessProbe": _ping(),
-        "resources": resources(COMPONENT_SIZES["redis"]),
+        "resources": resources(components.size(scope, "redis")),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
@@ -131,7 +147,7 @@ def _exporter(scope: Scope) -> dict[str, Any]:
             f"-web.listen-address=:{EXPORTER_PORT}",
         ],
         "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
-        "resources": resources(COMPONENT_SIZES["exporter"]),
+        "resources": resources(components.size(scope, "exporter")),
         "securityContext": container_security(),
     }
 
@@ -147,7 +163,7 @@ def _pod_spec(scope: Scope, redis: dict[str, Any], volumes: list[dict[str, Any]]
 
 def _single(scope: Scope) -> list[dict[str, Any]]:
     spec = _pod_spec(
-        scope, _redis_container(scope, list(_CACHE_FLAGS), cluster=False), [empty_dir("data")]
+        scope, _redis_container(scope, cache_flags(scope), cluster=False), [empty_dir("data")]
     )
     deployment = {
         "apiVersion": "apps/v1",
@@ -188,7 +204,7 @@ def _cluster(scope: Scope) -> list[dict[str, Any]]:
         "kind": "StatefulSet",
         "metadata": scope.metadata(CLUSTER, COMPONENT),
         "spec": {
-            "replicas": REDIS_CLUSTER_NODES,
+            "replicas": components.redis_cluster_nodes(scope),
             "serviceName": scope.name(PEERS),
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector},
@@ -204,9 +220,11 @@ def _cluster(scope: Scope) -> list[dict[str, Any]]:
                 spec=spec,
                 metrics_port=EXPORTER_PORT,
                 meshed=False,
-                annotations={ANNOTATION_CONFIG_HASH: content_hash(_CLUSTER_CONF)},
+                annotations={ANNOTATION_CONFIG_HASH: content_hash(cluster_conf(scope))},
             ),
-            "volumeClaimTemplates": [volume_claim_template(STORAGE["redis-cluster"])],
+            "volumeClaimTemplates": [
+                volume_claim_template(components.storage(scope, "redis-cluster"))
+            ],
         },
     }
     hosts = _cluster_hosts(scope)
@@ -243,7 +261,7 @@ def _cluster(scope: Scope) -> list[dict[str, Any]]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": scope.metadata("redis-cluster-config", COMPONENT),
-        "data": {"redis.conf": _CLUSTER_CONF},
+        "data": {"redis.conf": cluster_conf(scope)},
     }
     ports = [port("redis", 6379), port("gossip", 16379)]
     return [

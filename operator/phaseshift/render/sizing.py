@@ -30,7 +30,27 @@ def _merge(size: Size, resources: Resources | None, *, keep_larger: bool) -> Siz
         if keep_larger and parse_quantity(value) < parse_quantity(getattr(size, attr)):
             continue
         changes[attr] = value
-    return replace(size, **changes)
+    return _consistent(replace(size, **changes), changes)
+
+
+def _consistent(size: Size, changed: dict[str, str]) -> Size:
+    """A default that would fall on the wrong side of a value the plan set moves with it:
+    a request set above the default limit raises the limit, a limit set below the
+    default request lowers the request. Two values the plan set are left as written."""
+    for request, limit in (("cpu", "cpu_limit"), ("memory", "memory_limit")):
+        low, high = getattr(size, request), getattr(size, limit)
+        if parse_quantity(low) <= parse_quantity(high):
+            continue
+        if request in changed and limit not in changed:
+            size = replace(size, **{limit: low})
+        elif limit in changed and request not in changed:
+            size = replace(size, **{request: high})
+    return size
+
+
+def merge_size(size: Size, resources: Resources | None) -> Size:
+    """`size` with every value `resources` sets (a component override)."""
+    return _merge(size, resources, keep_larger=False)
 
 
 def app_size(scope: Scope) -> Size:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import STORAGE
+from phaseshift.render import components
 from phaseshift.render.scope import Scope
 
 SUFFIX = "sqlite"
@@ -31,7 +31,7 @@ def claim(scope: Scope) -> dict[str, Any]:
         "metadata": scope.metadata(SUFFIX, "database", stateful=True, owned=False),
         "spec": {
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": STORAGE["sqlite"]}},
+            "resources": {"requests": {"storage": components.storage(scope, "sqlite")}},
         },
     }
 

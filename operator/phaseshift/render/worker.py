@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.render import components
 from phaseshift.render.scope import Scope
 from phaseshift.render.workload import app_container, app_deployment, rolling
 
@@ -20,6 +21,7 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
         image=scope.image("app"),
         command=["python", "-m", "sample_app", "worker"],
         serves_http=False,
+        size=components.size(scope, "worker"),
     )
     return [
         app_deployment(
@@ -27,7 +29,7 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
             suffix=SUFFIX,
             component=COMPONENT,
             container=container,
-            replicas=scope.catalog.worker_replicas,
+            replicas=components.worker_replicas(scope),
             strategy=rolling(),
             service=None,
             spread=True,

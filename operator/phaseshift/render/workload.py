@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Size
 from phaseshift.render import appconfig
 from phaseshift.render.pods import (
     APP_UID,
@@ -31,6 +32,7 @@ def app_container(
     command: list[str] | None = None,
     mounts: list[dict[str, Any]] | None = None,
     serves_http: bool = True,
+    size: Size | None = None,
 ) -> dict[str, Any]:
     app_port = scope.plan.spec.app.port
     # PORT also sits in the shared ConfigMap; set here it follows this pod's own release,
@@ -49,7 +51,7 @@ def app_container(
         "env": env,
         "envFrom": appconfig.env_from(scope),
         "ports": [{"name": "http", "containerPort": app_port}],
-        "resources": resources(app_size(scope)),
+        "resources": resources(size if size is not None else app_size(scope)),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
     }

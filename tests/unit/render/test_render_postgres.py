@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import re
 
 import yaml
 from render_helpers import containers, env_of, find, names
+
+from phaseshift.render import postgres
 
 
 def test_phase1_keeps_sqlite_on_a_claim_nobody_owns(render) -> None:
@@ -147,3 +150,47 @@ def test_images_are_overridable_per_component(render, make_plan) -> None:
     assert (
         containers(find(render(2), "StatefulSet", "shop-postgres"))[0]["image"] == "postgres:15.10"
     )
+
+
+def _conf(objects: list[dict]) -> dict[str, str]:
+    text = find(objects, "ConfigMap", "shop-postgres-config")["data"]["postgresql.conf"]
+    pairs = (line.split(" = ", 1) for line in text.splitlines() if " = " in line)
+    return {key: value for key, value in pairs if not key.startswith("#")}
+
+
+def test_the_pool_size_is_the_sample_apps() -> None:
+    from sample_app.storage.postgres import PostgresStore
+
+    default = inspect.signature(PostgresStore.__init__).parameters["pool_size"].default
+    assert default == postgres.APP_POOL_SIZE
+
+
+def test_max_connections_cover_every_pool_the_plan_may_open(render, make_plan) -> None:
+    # Phase 4 by default: user-service and data-service each at their HPA's maximum (30)
+    # with as many canaries, and 3 workers with a rolling surge of 1.
+    expected = (2 * 2 * 30 + 3 + 1) * postgres.APP_POOL_SIZE + postgres.CONNECTION_HEADROOM
+    for phase in (2, 3, 4):
+        assert _conf(render(phase))["max_connections"] == str(expected)
+    # The HPA's ceiling moves it; it is the same in every phase, so no transition
+    # restarts the database for it.
+    plan = make_plan(overrides=[{"phase": 3, "hpa": {"maxReplicas": 200}}])
+    phase3 = (200 + 50 + 2 + 1) * postgres.APP_POOL_SIZE + postgres.CONNECTION_HEADROOM
+    assert phase3 > expected
+    assert {_conf(render(p, plan))["max_connections"] for p in (2, 3, 4)} == {str(phase3)}
+
+
+def test_max_connections_never_go_below_postgres_default(render, make_plan) -> None:
+    # A plan that stops at phase 2: both colours of one replica.
+    plan = make_plan(policy={"maxPhase": 2})
+    assert _conf(render(2, plan))["max_connections"] == str(postgres.MIN_CONNECTIONS)
+    plan = make_plan(policy={"maxPhase": 2}, overrides=[{"phase": 2, "appReplicas": 8}])
+    assert _conf(render(2, plan))["max_connections"] == str(
+        2 * 8 * postgres.APP_POOL_SIZE + postgres.CONNECTION_HEADROOM
+    )
+
+
+def test_shared_buffers_follow_a_small_memory_request(render, make_plan) -> None:
+    assert _conf(render(2))["shared_buffers"] == "128MB"
+    small = {"requests": {"cpu": "100m", "memory": "256Mi"}}
+    plan = make_plan(overrides=[{"phase": 2, "components": {"postgres": {"resources": small}}}])
+    assert _conf(render(2, plan))["shared_buffers"] == "64MB"
