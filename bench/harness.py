@@ -1,14 +1,13 @@
 """What the benches share: their own cluster with Prometheus and a synthetic exporter,
 namespaces, the operator as a process, /metrics samples.
 
-The synthetic exporter, the operator process and `wait_for` live with the integration
-tests; the benches use those, and this module adds only what tests do not need.
+The synthetic exporter, the operator process and `wait_for` live in phaseshift.lab, as
+the integration tests use them; this module adds only what tests do not need.
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,13 +21,10 @@ from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
 from phaseshift.lab import cluster as local_cluster
+from phaseshift.lab.exporter import SyntheticExporter
+from phaseshift.lab.operator_process import OperatorProcess
 from phaseshift.lab.prometheus import PrometheusServer
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-from tests.integration.exporter import SyntheticExporter  # noqa: E402
-from tests.integration.operator_process import OperatorProcess  # noqa: E402
-from tests.integration.plans import wait_for  # noqa: E402
+from phaseshift.lab.wait import wait_for
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@
         [--steady-ticks 10] [--plans 200] [--scale-interval 15] [--scale-ticks 4]
 
 Starts its own cluster (--name), a Prometheus in a temp dir scraping a synthetic
-exporter (tests/integration/exporter.py), applies the CRD and runs `phaseshift run` as a
-subprocess, as tests/integration/operator_process.py does. Prints, with the targets of
+exporter (phaseshift.lab.exporter), applies the CRD and runs `phaseshift run` as a
+subprocess (phaseshift.lab.operator_process), as the integration tests do. Prints, with the targets of
 the operator issue side by side:
 
 1. decision latency: a plan at phase 1 (evaluation interval --interval, promotion window
@@ -41,16 +41,16 @@ import httpx
 from kubernetes import client
 
 from phaseshift.api import GROUP, PLURAL, VERSION
+from phaseshift.lab.operator_process import OperatorProcess
 from phaseshift.lab.prometheus import PrometheusServer
+from phaseshift.lab.wait import wait_for
 
-# The synthetic exporter and the operator process helper live with the integration tests;
-# the bench reuses them rather than keeping a second copy.
+# bench/ is not a package, and bench/sample_app.py (first on sys.path) would shadow the
+# sample_app package that phaseshift.lab.exporter imports: the repository root goes first.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.harness import bench_world, make_namespace, metric_samples, operator_in  # noqa: E402
-from tests.integration.exporter import SyntheticExporter  # noqa: E402
-from tests.integration.operator_process import OperatorProcess  # noqa: E402
-from tests.integration.plans import wait_for  # noqa: E402
+from phaseshift.lab.exporter import SyntheticExporter  # noqa: E402
 
 MiB = 1024**2
 LOW_USERS, HIGH_USERS = 10, 5_000  # either side of phase 1's default threshold of 1,000

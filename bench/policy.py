@@ -28,27 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import requests
-from prometheus_api_client import PrometheusConnect
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from phaseshift.api import DEFAULT_SIGNALS, ScalePlan, parse_plan
-from phaseshift.lab.prometheus import PrometheusServer
+from phaseshift.lab.prometheus import CountingSession, PrometheusServer
 from phaseshift.policy import decide
 from phaseshift.promql import PlanKey, group_signals
 from phaseshift.signals import fetch_signals
 
 WINDOW = 10  # promotion and demotion windows, seconds: short, so the bench starts quickly
-
-
-class CountingSession(requests.Session):
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests = 0
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        self.requests += 1
-        return super().request(*args, **kwargs)
 
 
 SHORT_WINDOWS = {
@@ -122,10 +110,6 @@ def main() -> None:
             time.sleep(WINDOW * 1.5)  # let the windows fill
 
             session = CountingSession()
-
-            def client(url: str) -> PrometheusConnect:
-                return PrometheusConnect(url, session=session)
-
             client_counts, server_counts = [], []
             fetch_times: dict[str, list[float]] = {"short": [], "default": []}
             default_plans = make_plans(args.plans, prometheus.url, {})
@@ -134,12 +118,12 @@ def main() -> None:
                 session.requests = 0
                 before = query_requests_served(prometheus)
                 start = time.perf_counter()
-                snapshot = fetch_signals(plans, datetime.now(UTC), client_factory=client)
+                snapshot = fetch_signals(plans, datetime.now(UTC), client_factory=session.client)
                 fetch_times["short"].append(time.perf_counter() - start)
                 client_counts.append(session.requests)
                 server_counts.append(query_requests_served(prometheus) - before)
                 start = time.perf_counter()
-                fetch_signals(default_plans, datetime.now(UTC), client_factory=client)
+                fetch_signals(default_plans, datetime.now(UTC), client_factory=session.client)
                 fetch_times["default"].append(time.perf_counter() - start)
             server.shutdown()
 

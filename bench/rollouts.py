@@ -5,9 +5,9 @@
         [--name bench-rollouts]
 
 Starts its own cluster (--name), a Prometheus in a temp dir scraping a synthetic exporter
-(tests/integration/exporter.py), applies the CRD and, for each strategy in turn, runs
-`phaseshift run` as a subprocess watching only that strategy's namespace (as
-tests/integration/operator_process.py does), so the operator's counters belong to one
+(phaseshift.lab.exporter), applies the CRD and, for each strategy in turn, runs
+`phaseshift run` as a subprocess watching only that strategy's namespace
+(phaseshift.lab.operator_process, as the integration tests do), so the operator's counters belong to one
 plan. Each plan is pinned to its phase (minPhase = maxPhase), evaluated every --interval
 seconds, and rolled from one image to the next (registry.example/shop:2.0, 2.1, ...):
 
@@ -61,23 +61,19 @@ from typing import Any
 
 from kubernetes import client
 
+from phaseshift.lab.operator_process import OperatorProcess
 from phaseshift.lab.prometheus import PrometheusServer
+from phaseshift.lab.wait import wait_for
 from phaseshift.transition import workload_ready
 
-# The synthetic exporter and the operator process helper live with the
-# integration tests; the bench reuses them rather than keeping a second copy.
+# bench/ is not a package, and bench/sample_app.py (first on sys.path) would shadow the
+# sample_app package that phaseshift.lab.exporter imports: the repository root goes first.
+# The plan's world and the rollout helpers still live with the integration tests.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.harness import bench_world, make_namespace, metric_samples, operator_in  # noqa: E402
-from tests.integration.exporter import SyntheticExporter  # noqa: E402
-from tests.integration.operator_process import OperatorProcess  # noqa: E402
-from tests.integration.plans import (  # noqa: E402
-    PLAN,
-    USERS_FOR_PHASE,
-    World,
-    plan_body,
-    wait_for,
-)
+from phaseshift.lab.exporter import SyntheticExporter  # noqa: E402
+from tests.integration.plans import PLAN, USERS_FOR_PHASE, World, plan_body  # noqa: E402
 from tests.integration.rollouts import (  # noqa: E402
     UNSCHEDULABLE,
     Traffic,

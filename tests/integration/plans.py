@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -11,23 +9,11 @@ from kubernetes import client
 from phaseshift.api import GROUP, PLURAL, VERSION, parse_plan
 from phaseshift.desired import Desired
 from phaseshift.kube import Kube, keyed
-
-from .exporter import SyntheticExporter
+from phaseshift.lab.exporter import SyntheticExporter
+from phaseshift.lab.wait import wait_for
 
 PLAN = "shop"
 USERS_FOR_PHASE = {1: 10, 2: 5_000, 3: 200_000, 4: 2_000_000}
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 90.0, what: object = "", poll: float = 0.25
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def plan_body(prometheus_url: str, **policy: Any) -> dict[str, Any]:

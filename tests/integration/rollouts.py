@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from phaseshift.api import parse_plan
+from phaseshift.lab.exporter import SyntheticExporter
 from phaseshift.render.scope import LABEL_COLOUR
 from phaseshift.signals import fetch_canary
 
-from .exporter import SyntheticExporter
 from .plans import PLAN, World
 
 # Accepted by the API server, but no node has room for it: its pods stay Pending.

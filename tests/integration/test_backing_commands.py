@@ -7,38 +7,23 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from phaseshift.api import parse_plan
+from phaseshift.lab.prometheus import free_port
+from phaseshift.lab.wait import wait_for
 from phaseshift.render import RenderContext, postgres, render_phase
 
 pytestmark = pytest.mark.integration
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "s3cret-pw"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def _objects(phase: int) -> list[dict[str, Any]]:
@@ -159,7 +144,7 @@ def test_postgres_initializes_serves_and_clones_from_its_rendered_commands(
         (pg_root / "config" / name).write_text(text)
 
     # The primary's first start, then a restart on the same volume.
-    port = _free_port()
+    port = free_port()
     pgdata = pg_root / "primary" / "pgdata"
     initdb = primary["initContainers"][0]
     env = _env(
@@ -176,13 +161,13 @@ def test_postgres_initializes_serves_and_clones_from_its_rendered_commands(
         primary["containers"][0], pgdata, pg_root / "config", port, pg_root / "run"
     )
     servers.start(server, pg_root / "primary.log", env=_env(), **user)
-    _wait(lambda: _ready(port), "the primary")
+    wait_for(lambda: _ready(port), 30, "the primary")
     assert _sql(port, "select current_database(), current_user") == "app|app"
     with pytest.raises(AssertionError, match="password authentication failed"):
         _sql(port, "select 1", password="wrong")
 
     # A replica clones the primary and streams from it.
-    replica_port = _free_port()
+    replica_port = free_port()
     replica_data = pg_root / "replica" / "pgdata"
     clone = replica["initContainers"][0]
     clone_env = _env(
@@ -197,10 +182,11 @@ def test_postgres_initializes_serves_and_clones_from_its_rendered_commands(
         replica["containers"][0], replica_data, pg_root / "config", replica_port, pg_root / "run"
     )
     servers.start(replica_server, pg_root / "replica.log", env=_env(), **user)
-    _wait(lambda: _ready(replica_port), "the replica")
+    wait_for(lambda: _ready(replica_port), 30, "the replica")
     _sql(port, "create table t (x int); insert into t values (42)")
-    _wait(
+    wait_for(
         lambda: _sql(replica_port, "select count(*) from pg_tables where tablename = 't'") == "1",
+        30,
         "replication",
     )
     assert _sql(replica_port, "select pg_is_in_recovery(), (select x from t)") == "t|42"
@@ -222,7 +208,7 @@ def test_redis_serves_from_its_rendered_command_line(servers: _Servers, tmp_path
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["redis-server"]
     args = list(container["args"])
-    port = _free_port()
+    port = free_port()
     args[args.index("--port") + 1] = str(port)
     args[args.index("--dir") + 1] = str(tmp_path)
     servers.start([binary, *args, "--bind", "127.0.0.1"], tmp_path / "redis.log")
@@ -233,7 +219,7 @@ def test_redis_serves_from_its_rendered_command_line(servers: _Servers, tmp_path
         )
         return result.stdout.strip()
 
-    _wait(lambda: cli("ping") == "PONG", "redis")
+    wait_for(lambda: cli("ping") == "PONG", 30, "redis")
     # Debian's build keeps protected mode on by default, which refuses remote clients.
     assert cli("config", "get", "protected-mode").split() == ["protected-mode", "no"]
     assert cli("config", "get", "maxmemory-policy").split()[1] == "allkeys-lru"

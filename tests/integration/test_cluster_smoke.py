@@ -7,8 +7,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from phaseshift.lab.cluster import LocalCluster
-
-from .plans import wait_for
+from phaseshift.lab.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

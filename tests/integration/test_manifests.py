@@ -25,11 +25,12 @@ from kubernetes.client.rest import ApiException
 
 from phaseshift.api import GROUP, PLURAL, VERSION
 from phaseshift.lab.cluster import LocalCluster
+from phaseshift.lab.exporter import SyntheticExporter
+from phaseshift.lab.operator_process import OperatorProcess
 from phaseshift.lab.prometheus import PrometheusServer
+from phaseshift.lab.wait import wait_for
 
-from .exporter import SyntheticExporter
-from .operator_process import OperatorProcess
-from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
+from .plans import PLAN, USERS_FOR_PHASE, World, plan_body
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,13 @@ from kubernetes import client
 
 from phaseshift.api import GROUP, PLURAL, VERSION
 from phaseshift.kube import Kube
+from phaseshift.lab.exporter import SyntheticExporter
+from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.wait import wait_for
 from phaseshift.metrics import OperatorMetrics
 from phaseshift.reconcile import Reconciler
 
-from .exporter import SyntheticExporter
-from .operator_process import OperatorProcess
-from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
+from .plans import PLAN, USERS_FOR_PHASE, World, plan_body
 
 pytestmark = pytest.mark.integration
 

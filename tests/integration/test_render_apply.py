@@ -8,7 +8,6 @@ immutable fields, selectors, that claims bind and pods schedule, and that HPAs a
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 from kubernetes import client
 
 from phaseshift.api import parse_plan
+from phaseshift.lab.wait import wait_for
 from phaseshift.render import RenderContext, object_key, render_migration_job, render_phase
 
 pytestmark = pytest.mark.integration
@@ -109,16 +109,6 @@ def _apply(
     )  # fmt: skip
 
 
-def _wait_for(predicate: Callable[[], list[str]], timeout: float, what: str) -> None:
-    """Polls until `predicate` returns no pending items; fails naming what is pending."""
-    deadline = time.monotonic() + timeout
-    pending = predicate()
-    while pending and time.monotonic() < deadline:
-        time.sleep(1)
-        pending = predicate()
-    assert not pending, f"still waiting for {what}: {pending}"
-
-
 def _not_ready(
     kube: client.ApiClient, namespace: str, objects: list[dict[str, Any]]
 ) -> Callable[[], list[str]]:
@@ -180,8 +170,12 @@ def test_phase_is_accepted_applied_and_ready(
     present = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in listed}
     assert {object_key(o) for o in objects} <= present
 
-    _wait_for(
-        _not_ready(kube, namespace, objects), timeout=240, what="Deployments and StatefulSets Ready"
+    wait_for(
+        _not_ready(kube, namespace, objects),
+        timeout=240,
+        what="Deployments and StatefulSets Ready",
+        poll=1,
+        until=lambda pending: not pending,
     )
 
     claims = client.CoreV1Api(kube).list_namespaced_persistent_volume_claim(namespace).items

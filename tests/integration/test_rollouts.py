@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from phaseshift.lab.cluster import LocalCluster
+from phaseshift.lab.operator_process import OperatorProcess
 from phaseshift.lab.prometheus import PrometheusServer
+from phaseshift.lab.wait import wait_for
 from phaseshift.transition import not_ready, workload_ready
 
-from .operator_process import OperatorProcess
-from .plans import PLAN, USERS_FOR_PHASE, World, plan_body, wait_for
+from .plans import PLAN, USERS_FOR_PHASE, World, plan_body
 from .rollouts import (
     UNSCHEDULABLE,
     Background,

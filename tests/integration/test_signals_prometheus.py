@@ -5,24 +5,21 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import requests
-from prometheus_api_client import PrometheusConnect
 
 from phaseshift.api import DEFAULT_SIGNALS, ScalePlan, parse_plan
-from phaseshift.lab.prometheus import PrometheusServer
+from phaseshift.lab.exporter import SyntheticExporter
+from phaseshift.lab.prometheus import CountingSession, PrometheusServer
+from phaseshift.lab.wait import wait_for
 from phaseshift.policy import Decision, Reason, decide
 from phaseshift.promql import PlanKey, PlanSignals
 from phaseshift.signals import fetch_signals
 
-from .exporter import SyntheticExporter
-
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
 # Short windows keep the suite quick; the exporter is scraped every second.
 WINDOW = 8
 
@@ -69,15 +66,6 @@ def make_plan(
     return plan.model_copy(update={"status": plan.status.model_copy(update={"phase": phase})})
 
 
-def poll(produce: Callable[[], T], done: Callable[[T], bool], timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = produce()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
-
-
 def signals_of(plan: ScalePlan) -> PlanSignals:
     return fetch_signals([plan], datetime.now(UTC))[PlanKey.of(plan)]
 
@@ -98,16 +86,18 @@ def test_a_promotion_is_decided_after_the_window_and_not_before(
 ) -> None:
     plan = make_plan(prometheus, unique("shop"))
     exporter.set_users("web", plan.name, 500)
-    signals, decision = poll(lambda: tick(plan), lambda t: t[0].readings["activeUsers"].covered)
+    signals, decision = wait_for(
+        lambda: tick(plan), until=lambda t: t[0].readings["activeUsers"].covered
+    )
     assert (current_users(signals), decision.reason) == (500, Reason.HOLD)
 
     exporter.set_users("web", plan.name, 1_500)
-    signals, decision = poll(lambda: tick(plan), lambda t: current_users(t[0]) == 1_500)
+    signals, decision = wait_for(lambda: tick(plan), until=lambda t: current_users(t[0]) == 1_500)
     # The load is over the threshold, but the window still remembers 500.
     assert signals.readings["activeUsers"].window_min == 500
     assert (decision.target_phase, decision.reason) == (1, Reason.HOLD)
 
-    signals, decision = poll(lambda: tick(plan), lambda t: t[1].moves)
+    signals, decision = wait_for(lambda: tick(plan), until=lambda t: t[1].moves)
     assert (decision.target_phase, decision.reason) == (2, Reason.PROMOTE)
     assert signals.readings["activeUsers"].window_min == 1_500
 
@@ -117,14 +107,14 @@ def test_a_series_younger_than_the_window_does_not_promote(
 ) -> None:
     plan = make_plan(prometheus, unique("shop"))
     exporter.set_users("web", plan.name, 5_000)
-    signals, decision = poll(
-        lambda: tick(plan), lambda t: t[0].readings["activeUsers"].window_min is not None
+    signals, decision = wait_for(
+        lambda: tick(plan), until=lambda t: t[0].readings["activeUsers"].window_min is not None
     )
     # min_over_time over a window the series covers only partly would say "held".
     assert signals.readings["activeUsers"].window_min == 5_000
     assert not signals.readings["activeUsers"].covered
     assert (decision.target_phase, decision.reason) == (1, Reason.HOLD)
-    signals, decision = poll(lambda: tick(plan), lambda t: t[1].moves)
+    signals, decision = wait_for(lambda: tick(plan), until=lambda t: t[1].moves)
     assert (decision.target_phase, decision.reason) == (2, Reason.PROMOTE)
 
 
@@ -142,9 +132,9 @@ def test_prediction_decides_earlier_than_the_threshold_on_a_rising_ramp(
     for plan in plans.values():
         exporter.set_users("web", plan.name, 710)  # just above the demotion floor of 700
     # predict_linear needs its lookback covered before it says anything.
-    poll(
+    wait_for(
         lambda: signals_of(predictive),
-        lambda s: s.readings["activeUsers"].predicted is not None,
+        until=lambda s: s.readings["activeUsers"].predicted is not None,
         timeout=lookback * 3,
     )
 
@@ -187,7 +177,7 @@ def test_without_prometheus_the_decision_holds_with_metrics_unavailable(
 ) -> None:
     plan = make_plan(prometheus, unique("shop"), phase=2)
     exporter.set_users("web", plan.name, 10)
-    _, decision = poll(lambda: tick(plan), lambda t: t[1].moves)
+    _, decision = wait_for(lambda: tick(plan), until=lambda t: t[1].moves)
     assert decision.reason == Reason.DEMOTE  # with data, this load demotes
 
     prometheus.stop()
@@ -207,9 +197,9 @@ def test_a_series_that_disappears_holds_and_does_not_demote(
 ) -> None:
     plan = make_plan(prometheus, unique("shop"), phase=2)
     exporter.set_users("web", plan.name, 10)
-    poll(lambda: tick(plan), lambda t: t[0].readings["activeUsers"].demotion_covered)
+    wait_for(lambda: tick(plan), until=lambda t: t[0].readings["activeUsers"].demotion_covered)
     exporter.forget("web", plan.name)
-    signals, decision = poll(lambda: tick(plan), lambda t: current_users(t[0]) is None)
+    signals, decision = wait_for(lambda: tick(plan), until=lambda t: current_users(t[0]) is None)
     assert current_users(signals) is None
     assert (decision.target_phase, decision.reason) == (2, Reason.METRICS_UNAVAILABLE)
 
@@ -235,22 +225,6 @@ def test_a_promql_error_names_the_query_and_the_servers_message(
     assert "range vector" in decision.message
 
 
-class CountingSession(requests.Session):
-    """Counts the HTTP requests that reach Prometheus."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests = 0
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        self.requests += 1
-        return super().request(*args, **kwargs)
-
-
-def counting_factory(session: CountingSession) -> Callable[[str], PrometheusConnect]:
-    return lambda url: PrometheusConnect(url, session=session)
-
-
 def test_many_plans_cost_one_query_per_signal_and_each_gets_its_own_values(
     prometheus: PrometheusServer, exporter: SyntheticExporter
 ) -> None:
@@ -258,14 +232,14 @@ def test_many_plans_cost_one_query_per_signal_and_each_gets_its_own_values(
     for i, plan in enumerate(plans):
         exporter.set_users(plan.namespace, plan.name, 100 * i)
     session = CountingSession()
-    snapshot = poll(
-        lambda: fetch_signals(plans, datetime.now(UTC), client_factory=counting_factory(session)),
-        lambda s: all(current_users(s[PlanKey.of(p)]) is not None for p in plans),
+    snapshot = wait_for(
+        lambda: fetch_signals(plans, datetime.now(UTC), client_factory=session.client),
+        until=lambda s: all(current_users(s[PlanKey.of(p)]) is not None for p in plans),
     )
     for i, plan in enumerate(plans):
         assert current_users(snapshot[PlanKey.of(plan)]) == 100 * i
     session.requests = 0
-    fetch_signals(plans, datetime.now(UTC), client_factory=counting_factory(session))
+    fetch_signals(plans, datetime.now(UTC), client_factory=session.client)
     assert session.requests == len(DEFAULT_SIGNALS)
 
 
@@ -282,11 +256,11 @@ def test_a_template_that_drops_the_plan_labels_is_evaluated_per_plan(
     ungrouped: set[str] = set()
 
     def fetch() -> dict[PlanKey, PlanSignals]:
-        factory = counting_factory(session)
-        return fetch_signals(plans, datetime.now(UTC), client_factory=factory, ungrouped=ungrouped)
+        now = datetime.now(UTC)
+        return fetch_signals(plans, now, client_factory=session.client, ungrouped=ungrouped)
 
-    snapshot = poll(
-        fetch, lambda s: all(current_users(s[PlanKey.of(p)]) is not None for p in plans)
+    snapshot = wait_for(
+        fetch, until=lambda s: all(current_users(s[PlanKey.of(p)]) is not None for p in plans)
     )
     assert [current_users(snapshot[PlanKey.of(p)]) for p in plans] == [10, 11, 12]
     assert ungrouped == {total}
@@ -303,9 +277,9 @@ def test_every_default_signal_reads_fresh_data(
     exporter.set_users("web", plan.name, 42)
     exporter.count_requests("web", plan.name, 100)
     exporter.observe_latency("web", plan.name, 0.04, 20)
-    signals = poll(
+    signals = wait_for(
         lambda: signals_of(plan),
-        lambda s: all(r.current is not None for r in s.readings.values()),
+        until=lambda s: all(r.current is not None for r in s.readings.values()),
     )
     assert set(signals.readings) == set(DEFAULT_SIGNALS)
     users = signals.readings["activeUsers"]

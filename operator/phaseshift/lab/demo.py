@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -19,7 +18,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 import yaml
 from kubernetes import client, config
 
@@ -28,7 +26,8 @@ from phaseshift.kube import Kube
 from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab.exporter import TrafficExporter
 from phaseshift.lab.liveview import LiveView, Snapshot
-from phaseshift.lab.prometheus import PrometheusServer, free_port
+from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.lab.report import Move, Sample, summarise, write_chart, write_markdown
 from phaseshift.lab.scenario import (
     PROFILES,
@@ -56,51 +55,6 @@ def cluster_name(check: bool) -> str:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-class Operator:
-    """`phaseshift run` as its own process, as a user starts it."""
-
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        health = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "phaseshift.cli", "run",
-                "--namespace", NAMESPACE, "--lease-namespace", NAMESPACE,
-                "--metrics-port", str(free_port()), "--health-port", str(health),
-            ],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the operator exited with {self.process.returncode}; see {self.log}"
-                )
-            try:
-                if httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).is_success:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the operator did not become healthy; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 class Observer:
@@ -183,7 +137,7 @@ def run_day(
         stack.callback(exporter.close)
         prom.add_target("traffic-model", exporter.address)
 
-        operator = Operator(kubeconfig, results / "operator.log")
+        operator = OperatorProcess(kubeconfig, NAMESPACE, results / "operator.log")
         stack.callback(operator.stop)
         operator.start()
 

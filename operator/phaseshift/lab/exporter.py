@@ -1,10 +1,12 @@
-"""The traffic model as a scrape target: the sample app's metrics for the demo's plan.
+"""The sample app's metrics as scrape targets, each from a registry of its own on 127.0.0.1.
 
-A background thread advances the model: every tick it reads the plan's live topology
-from the API server (at most once a second), asks `traffic.model` what that topology
-serves to the current users, and adds the tick's requests to counters and histogram
-buckets. A custom collector exposes them under sample_app's metric names from its own
-registry on 127.0.0.1, so Prometheus scrapes it like the real app.
+TrafficExporter is the traffic model, for the demo's plan. A background thread advances
+the model: every tick it reads the plan's live topology from the API server (at most once
+a second), asks `traffic.model` what that topology serves to the current users, and adds
+the tick's requests to counters and histogram buckets. A custom collector exposes them
+under sample_app's metric names, so Prometheus scrapes it like the real app.
+
+SyntheticExporter serves the same series with the values a test or a bench sets.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import TracebackType
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -142,3 +145,68 @@ class TrafficExporter:
         self._server.shutdown()
         self._server.server_close()
         self._server_thread.join(timeout=5)
+
+
+class SyntheticExporter:
+    """app_active_users, http_requests_total and http_request_duration_seconds with
+    `namespace` and `plan` labels (requests and latency also with the pods' `track`; the lab
+    Prometheus honours target labels), on a free loopback port, so several can live in one
+    process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["namespace", "plan"]
+        self.active_users = Gauge(
+            "app_active_users", "Active users, as the test sets them.", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self.requests = Counter(
+            "http_requests_total", "Requests, as the test counts them.",
+            [*labels, "track", "code"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "http_request_duration_seconds", "Latency, as the test observes it.",
+            [*labels, "track"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self._server, self._thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def set_users(self, namespace: str, plan: str, users: float) -> None:
+        self.active_users.labels(namespace=namespace, plan=plan).set(users)
+
+    def count_requests(
+        self, namespace: str, plan: str, n: int, code: str = "200", track: str = "stable"
+    ) -> None:
+        self.requests.labels(namespace=namespace, plan=plan, track=track, code=code).inc(n)
+
+    def observe_latency(
+        self, namespace: str, plan: str, seconds: float, n: int = 1, track: str = "stable"
+    ) -> None:
+        histogram = self.duration.labels(namespace=namespace, plan=plan, track=track)
+        for _ in range(n):
+            histogram.observe(seconds)
+
+    def forget(self, namespace: str, plan: str) -> None:
+        """Stop exporting the plan's gauge, as if its app went away."""
+        self.active_users.remove(namespace, plan)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SyntheticExporter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -16,9 +16,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import requests
 import yaml
+from prometheus_api_client import PrometheusConnect
 
 PROMETHEUS_BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -32,6 +35,22 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class CountingSession(requests.Session):
+    """A requests session that counts the HTTP requests sent through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        self.requests += 1
+        return super().request(*args, **kwargs)
+
+    def client(self, url: str) -> PrometheusConnect:
+        """A Prometheus client whose requests this session counts (a signals ClientFactory)."""
+        return PrometheusConnect(url, session=self)
 
 
 class PrometheusServer:
