@@ -18,6 +18,22 @@ def _replicas(obj: dict[str, Any], autoscaled: dict[str, int]) -> int:
     return autoscaled.get(obj["metadata"]["name"], 1)
 
 
+def _requests(container: dict[str, Any]) -> tuple[int, int]:
+    requests = container.get("resources", {}).get("requests", {})
+    return cpu_millicores(requests.get("cpu", "0")), memory_bytes(requests.get("memory", "0"))
+
+
+def pod_requests(pod_spec: dict[str, Any]) -> tuple[int, int]:
+    """(CPU millicores, memory bytes) the scheduler reserves for one pod: the sum of its
+    containers, or its largest init container where that is more (they run one by one,
+    before the containers)."""
+    running = [_requests(c) for c in pod_spec["containers"]]
+    init = [_requests(c) for c in pod_spec.get("initContainers", [])]
+    cpu = sum(c for c, _ in running)
+    memory = sum(m for _, m in running)
+    return max([cpu, *(c for c, _ in init)]), max([memory, *(m for _, m in init)])
+
+
 def resource_totals(objects: Iterable[dict[str, Any]]) -> tuple[int, int]:
     """(CPU millicores, memory bytes) requested by the long-running workloads
     (Deployments and StatefulSets) at their replica counts; Jobs finish and are left out."""
@@ -32,8 +48,7 @@ def resource_totals(objects: Iterable[dict[str, Any]]) -> tuple[int, int]:
         if obj["kind"] not in _WORKLOADS:
             continue
         replicas = _replicas(obj, autoscaled)
-        for container in obj["spec"]["template"]["spec"]["containers"]:
-            requests = container.get("resources", {}).get("requests", {})
-            cpu += replicas * cpu_millicores(requests.get("cpu", "0"))
-            memory += replicas * memory_bytes(requests.get("memory", "0"))
+        pod_cpu, pod_memory = pod_requests(obj["spec"]["template"]["spec"])
+        cpu += replicas * pod_cpu
+        memory += replicas * pod_memory
     return cpu, memory
