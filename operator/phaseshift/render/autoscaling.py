@@ -1,4 +1,5 @@
-"""HorizontalPodAutoscaler and PodDisruptionBudget of a horizontally scaled workload."""
+"""HorizontalPodAutoscaler and PodDisruptionBudget of a horizontally scaled workload; the
+quorum tiers (Redis Cluster, RabbitMQ, Kafka, Cassandra) take the same budget."""
 
 from __future__ import annotations
 

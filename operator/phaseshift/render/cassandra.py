@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from phaseshift.render import components
+from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -186,4 +187,6 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
         ),
         service(scope, SUFFIX, COMPONENT, selector, [port("cql", 9042)]),
         _statefulset(scope),
+        # Drains take one node at a time: QUORUM reads and writes at RF 3 keep working.
+        pdb(scope, SUFFIX, COMPONENT, selector),
     ]

@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 from phaseshift.render import components
+from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -191,4 +192,6 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
         ),
         service(scope, SUFFIX, COMPONENT, selector, [port("client", 9092)]),
         _statefulset(scope),
+        # Drains take one broker at a time: the KRaft quorum and min.insync.replicas hold.
+        pdb(scope, SUFFIX, COMPONENT, selector),
     ]

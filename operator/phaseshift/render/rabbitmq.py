@@ -17,6 +17,7 @@ from typing import Any
 from phaseshift.catalog import COMPONENT_SIZES
 from phaseshift.render import components
 from phaseshift.render import credentials as cred
+from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -212,4 +213,6 @@ def objects(scope: Scope) -> list[dict[str, Any]]:
             scope, SUFFIX, COMPONENT, selector, [port("amqp", 5672), port("management", 15672)]
         ),
         _statefulset(scope),
+        # Drains take one node at a time, so a majority of the cluster stays up.
+        pdb(scope, SUFFIX, COMPONENT, selector),
     ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from phaseshift.catalog import COMPONENT_SIZES
 from phaseshift.render import components
+from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -270,6 +271,8 @@ def _cluster(scope: Scope) -> list[dict[str, Any]]:
         service(scope, CLUSTER, COMPONENT, selector, [port("redis", 6379)]),
         statefulset,
         job,
+        # A voluntary eviction takes one node at a time: its replica takes over its slots.
+        pdb(scope, CLUSTER, COMPONENT, selector),
     ]
 
 

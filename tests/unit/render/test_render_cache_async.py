@@ -97,3 +97,18 @@ def test_phase4_runs_one_event_consumer_per_partition(render) -> None:
     assert consumer["securityContext"] == worker["securityContext"]
     assert consumer["livenessProbe"]["httpGet"]["path"] == "/metrics"
     assert "readinessProbe" not in consumer
+
+
+def test_quorum_tiers_lose_at_most_one_member_to_a_drain(render) -> None:
+    objects = render(4)
+    for name in ("shop-redis-cluster", "shop-rabbitmq", "shop-kafka", "shop-cassandra"):
+        budget = find(objects, "PodDisruptionBudget", name)
+        statefulset = find(objects, "StatefulSet", name)
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert budget["spec"]["selector"] == statefulset["spec"]["selector"]
+    assert sorted(names(render(3), "PodDisruptionBudget")) == [
+        "shop-app",
+        "shop-rabbitmq",
+        "shop-redis-cluster",
+    ]
+    assert names(render(2), "PodDisruptionBudget") == []
