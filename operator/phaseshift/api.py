@@ -650,6 +650,118 @@ class PhaseOverride(ApiModel):
         return self
 
 
+# ------------------------------------------------------------------------ spec: exposure
+
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A host name, optionally with a leading wildcard label (as Ingress and HTTPRoute take).
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DnsName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+Hostname = Annotated[str, StringConstraints(pattern=HOSTNAME_PATTERN, max_length=253)]
+# A qualified name, `prefix/name` or `name`: annotation keys, a loadBalancerClass.
+QualifiedName = Annotated[
+    str,
+    StringConstraints(pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$", max_length=316),
+]
+AnnotationKey = QualifiedName
+AnnotationValue = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class IngressExposure(ApiModel):
+    class_name: DnsName | None = None
+    """spec.ingressClassName: which ingress controller serves it (e.g. nginx); unset, the
+    cluster's default IngressClass."""
+    host: Hostname | None = None
+    """The host name the rule matches (e.g. shop.example.com); unset, every host."""
+    tls_secret_name: DnsName | None = None
+    """A kubernetes.io/tls Secret in the plan's namespace: HTTPS for `host`."""
+
+
+class ParentRef(ApiModel):
+    """A Gateway API parentRef: the Gateway (usually) that routes to the app."""
+
+    name: DnsName
+    namespace: DnsName | None = None
+    """The Gateway's namespace; unset, the plan's. It must allow routes from here."""
+    section_name: DnsName | None = None
+    """One listener of the Gateway, by name."""
+    group: Annotated[str, StringConstraints(max_length=253)] = "gateway.networking.k8s.io"
+    kind: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]+$", max_length=63)] = "Gateway"
+
+
+class HttpRouteExposure(ApiModel):
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=8)]
+    """The Gateways (or listeners) the route attaches to."""
+    hostnames: Annotated[
+        list[Hostname], Field(max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = []
+    """Host names the route matches; empty, the listener's."""
+
+
+ExposureType = Literal["ClusterIP", "NodePort", "LoadBalancer", "Ingress", "HTTPRoute"]
+
+_INGRESS_NEEDS_INGRESS = cel(
+    "!has(self.type) || self.type != 'Ingress' || has(self.ingress)",
+    "type Ingress needs exposure.ingress (at least {})",
+    field_path=".ingress",
+    reason="FieldValueRequired",
+)
+_ROUTE_NEEDS_PARENTS = cel(
+    "!has(self.type) || self.type != 'HTTPRoute' || has(self.httpRoute)",
+    "type HTTPRoute needs exposure.httpRoute with its parentRefs",
+    field_path=".httpRoute",
+    reason="FieldValueRequired",
+)
+_NODE_PORT_ONLY_FOR_SERVICES = cel(
+    "!has(self.nodePort) || (has(self.type) && self.type in ['NodePort', 'LoadBalancer'])",
+    "nodePort applies to type NodePort or LoadBalancer only",
+    field_path=".nodePort",
+    reason="FieldValueForbidden",
+)
+
+
+class Exposure(ApiModel):
+    """How the app is reached from outside the cluster. From `fromPhase` on, the operator
+    renders the object of `type`, pointed at the phase's entry: the app (phases 1-2, in
+    phase 2 only the live blue-green colour) or the edge cache (phases 3-4, in front of
+    the app or the gateway). ClusterIP renders nothing beyond the in-cluster Services."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _INGRESS_NEEDS_INGRESS,
+                _ROUTE_NEEDS_PARENTS,
+                _NODE_PORT_ONLY_FOR_SERVICES,
+            ]
+        }
+    )
+
+    type: ExposureType = "ClusterIP"
+    """ClusterIP (in-cluster only), NodePort or LoadBalancer (a Service <plan>-public),
+    Ingress (networking.k8s.io/v1) or HTTPRoute (Gateway API, gateway.networking.k8s.io/v1)."""
+    from_phase: Phase = 2
+    """The first phase exposed (the seed's load balancer comes with phase 2; 1 exposes
+    the monolith too, 3 only from the edge cache on)."""
+    node_port: Annotated[int, Field(ge=30_000, le=32_767)] | None = None
+    """A fixed node port for NodePort or LoadBalancer; unset, the API server picks one."""
+    load_balancer_class: QualifiedName | None = None
+    """spec.loadBalancerClass of a LoadBalancer Service; unset, the cloud's default."""
+    annotations: Annotated[dict[AnnotationKey, AnnotationValue], Field(max_length=32)] = {}
+    """Annotations of the exposing object, e.g. a cloud load balancer's settings or an
+    ingress controller's."""
+    ingress: IngressExposure | None = None
+    http_route: HttpRouteExposure | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Exposure:
+        if self.type == "Ingress" and self.ingress is None:
+            raise ValueError(_INGRESS_NEEDS_INGRESS["message"])
+        if self.type == "HTTPRoute" and self.http_route is None:
+            raise ValueError(_ROUTE_NEEDS_PARENTS["message"])
+        if self.node_port is not None and self.type not in ("NodePort", "LoadBalancer"):
+            raise ValueError(_NODE_PORT_ONLY_FOR_SERVICES["message"])
+        return self
+
+
 # ------------------------------------------------------------- spec: mesh, observability
 
 
@@ -796,6 +908,8 @@ class ScalePlanSpec(ApiModel):
         ),
     ] = []
     """Per-phase component overrides (each phase at most once)."""
+    exposure: Exposure = Field(default_factory=Exposure)
+    """How the app is reached from outside the cluster."""
     mesh: Mesh = Field(default_factory=Mesh)
     observability: Observability = Field(default_factory=Observability)
     rollout: Rollout = Field(default_factory=Rollout)

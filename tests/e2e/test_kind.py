@@ -27,8 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_IMAGE = "ghcr.io/phaseshift/operator:0.1.0"
 APP_IMAGE = "ghcr.io/phaseshift/sample-app:0.1.0"
 APP_NAMESPACE = "shop"
-# kind-config.yaml maps the shop-nodeport Service here.
+# kind-config.yaml maps node port 30080 here: the plan's exposure (the README's patch).
 APP_URL = "http://127.0.0.1:8080"
+EXPOSE_ON_KIND = '{"spec":{"exposure":{"type":"NodePort","nodePort":30080,"fromPhase":1}}}'
 
 
 def _missing_tools() -> str | None:
@@ -101,6 +102,8 @@ def test_walkthrough_promotes_shop_from_phase_1_to_2(kind_cluster: Path) -> None
         kubectl(kc, "rollout", "status", f"deployment/{deployment}", "-n", namespace,
                 "--timeout=180s")  # fmt: skip
     kubectl(kc, "apply", "-n", APP_NAMESPACE, "-f", "examples/shop.yaml")
+    # As the README: the operator exposes the app on kind-config.yaml's node port.
+    kubectl(kc, "patch", "sp", "shop", "-n", APP_NAMESPACE, "--type=merge", "-p", EXPOSE_ON_KIND)
     # The example waits 60s above a threshold before promoting; 15s keeps the test short
     # and changes nothing else about the decision.
     kubectl(kc, "patch", "sp", "shop", "-n", APP_NAMESPACE, "--type=merge",

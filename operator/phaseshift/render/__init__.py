@@ -16,6 +16,7 @@ from phaseshift.render import (
     cassandra,
     consumer,
     edge,
+    exposure,
     kafka,
     microservices,
     monitoring,
@@ -55,6 +56,7 @@ _BUILDERS: tuple[Callable[[Scope], list[dict[str, Any]]], ...] = (
     worker.objects,
     consumer.objects,
     edge.objects,
+    exposure.objects,
     monitoring.objects,
 )
 

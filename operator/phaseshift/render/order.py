@@ -17,6 +17,8 @@ KIND_ORDER: tuple[str, ...] = (
     "Deployment",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "Ingress",
+    "HTTPRoute",
     "ServiceMonitor",
     "PrometheusRule",
 )
