@@ -8,10 +8,9 @@ by PID at the end.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab.prometheus import PrometheusServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+Kubectl = local_cluster.Kubectl
 
 
 @pytest.fixture(scope="session")
@@ -53,21 +52,7 @@ def kube(cluster: local_cluster.LocalCluster) -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def kubectl(cluster: local_cluster.LocalCluster) -> Kubectl:
-    def run(
-        *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-        return result
-
-    return run
+    return local_cluster.kubectl_runner(cluster.kubeconfig)
 
 
 @pytest.fixture

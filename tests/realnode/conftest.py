@@ -3,8 +3,9 @@ first test that asks for it and stopped at the end of the session.
 
 `phaseshift cluster up --real-node` starts it (or PHASESHIFT_TEST_REAL_NODE names a
 running one); the images the tests run are built here and loaded into its containerd.
-The `cluster` fixture of tests/conftest.py is replaced in this folder, so `kube`,
-`kubectl` and `namespace` talk to the real node's cluster.
+The `cluster`, `kube` and `kubectl` fixtures of tests/conftest.py are replaced in this
+folder (fixtures of their own: the session's kwok cluster may be cached under the same
+names), so `kube`, `kubectl` and `namespace` talk to the real node's cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from kubernetes import client, config
 
 from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab import images
@@ -42,6 +44,16 @@ def cluster() -> Iterator[local_cluster.LocalCluster]:
         yield started
     finally:
         local_cluster.down(name)
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: local_cluster.LocalCluster) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: local_cluster.LocalCluster) -> local_cluster.Kubectl:
+    return local_cluster.kubectl_runner(cluster.kubeconfig)
 
 
 @pytest.fixture(scope="session")

@@ -9,23 +9,24 @@ without any metrics). Sizes come from examples/laptop.yaml where a phase needs t
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from integration.operator_process import OperatorProcess
-from integration.plans import PLAN, plan_body, wait_for
+from integration.plans import PLAN, plan_body
 
 from phaseshift.api import GROUP, PLURAL
 from phaseshift.imagemap import ENV_MAP, format_image_map
 from phaseshift.lab import images
-from phaseshift.lab.cluster import LocalCluster, install_crd, load_images
+from phaseshift.lab.cluster import Kubectl, LocalCluster, install_crd, load_images
+from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
-Kubectl = Callable[..., Any]
 # Nothing answers here: the plan's phase comes from minPhase/maxPhase, not from metrics.
 NO_PROMETHEUS = "http://127.0.0.1:9"
 
@@ -44,6 +45,13 @@ def operator(
     process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path)
     process.start()
     yield process
+    # Plans carry the operator's finalizer: delete them while the operator still runs.
+    kubectl = ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+    subprocess.run(
+        [*kubectl, "delete", f"{PLURAL}.{GROUP}", "--all", "--timeout=120s"],
+        capture_output=True,
+        check=False,
+    )
     process.stop()
 
 
@@ -77,6 +85,17 @@ def service_url(kubectl: Kubectl, namespace: str, name: str, port_index: int = 0
     return f"http://{service['spec']['clusterIP']}:{port}"
 
 
+def served(url: str) -> Any:
+    """Waits until the Service answers: kube-proxy programs a new endpoint a moment after
+    the pod is Ready, and until then the Service refuses connections."""
+    return wait_for(
+        lambda: request("GET", f"{url}/readyz"),
+        timeout=60,
+        what=f"{url} to answer",
+        retry_on=(OSError,),
+    )
+
+
 def request(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(
@@ -94,6 +113,7 @@ def test_phase_1_serves_crud_from_sqlite_and_keeps_its_data_across_a_pod_deletio
     wait_for(lambda: settled(kubectl, namespace, 1), timeout=180, poll=1, what="phase 1 to settle")
     kubectl("-n", namespace, "rollout", "status", f"deployment/{PLAN}-app", "--timeout=180s")
     url = service_url(kubectl, namespace, f"{PLAN}-app")
+    served(url)
 
     user = request("POST", f"{url}/users", {"name": "Grace", "email": "grace@example.com"})
     item = request(
@@ -119,7 +139,8 @@ def test_phase_1_serves_crud_from_sqlite_and_keeps_its_data_across_a_pod_deletio
     kubectl("-n", namespace, "delete", pod[0], "--wait=true")
     kubectl("-n", namespace, "rollout", "status", f"deployment/{PLAN}-app", "--timeout=180s")
     again = wait_for(
-        lambda: _get_or_none(f"{url}/users/{user['id']}"),
+        lambda: request("GET", f"{url}/users/{user['id']}"),
+        retry_on=(OSError,),
         timeout=120,
         poll=1,
         what="the new pod to serve",
@@ -128,8 +149,116 @@ def test_phase_1_serves_crud_from_sqlite_and_keeps_its_data_across_a_pod_deletio
     assert request("GET", f"{url}/items/{item['id']}")["price_cents"] == 1999
 
 
-def _get_or_none(url: str) -> Any:
-    try:
-        return request("GET", url)
-    except OSError:  # the new pod not serving yet
-        return None
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def laptop_sizes() -> dict[str, Any]:
+    """The sizes of examples/laptop.yaml (everything but its metrics and policy)."""
+    import yaml
+
+    spec = yaml.safe_load((REPO_ROOT / "examples" / "laptop.yaml").read_text())["spec"]
+    return {key: value for key, value in spec.items() if key not in ("metrics", "policy", "app")}
+
+
+def psql(kubectl: Kubectl, namespace: str, pod: str, sql: str) -> str:
+    """A query as the database owner over the pod's own socket (trusted locally)."""
+    return str(
+        kubectl(
+            "-n", namespace, "exec", pod, "-c", "postgres", "--",
+            "psql", "--host=/var/run/postgresql", "--username=app", "--dbname=app",
+            "--tuples-only", "--no-align", "-c", sql,
+        ).stdout.strip()
+    )  # fmt: skip
+
+
+def app_metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def test_phase_2_replicates_to_its_read_replica_and_caches_in_redis(
+    cluster: LocalCluster, kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    load_images(
+        cluster, phase_images("app", "postgres", "postgres-exporter", "redis", "redis-exporter")
+    )
+    apply_plan(kubectl, namespace, pinned_plan(2, **laptop_sizes()))
+    status = wait_for(
+        lambda: settled(kubectl, namespace, 2), timeout=420, poll=2, what="phase 2 to settle"
+    )
+    colour = status.get("liveColour", "blue")
+    for workload in (
+        "statefulset/shop-postgres",
+        "statefulset/shop-postgres-replica",
+        "deployment/shop-redis",
+        f"deployment/shop-app-{colour}",
+    ):
+        kubectl("-n", namespace, "rollout", "status", workload, "--timeout=300s")
+    url = service_url(kubectl, namespace, f"{PLAN}-app")
+    served(url)
+
+    user = request("POST", f"{url}/users", {"name": "Linus", "email": "linus@example.com"})
+    # The row reaches the replica by streaming replication.
+    replica = f"{PLAN}-postgres-replica-0"
+    wait_for(
+        lambda: (
+            psql(kubectl, namespace, replica, f"select email from users where id = '{user['id']}'")
+            == "linus@example.com"
+        ),
+        timeout=60,
+        poll=1,
+        what="the row on the read replica",
+    )
+    assert psql(kubectl, namespace, replica, "select pg_is_in_recovery()") == "t"
+    senders = psql(
+        kubectl, namespace, f"{PLAN}-postgres-0", "select state from pg_stat_replication"
+    )
+    assert "streaming" in senders.split()
+
+    # Repeated reads are served from Redis: the app counts hits, Redis counts keyspace hits.
+    before = app_metric(url, "cache_hits_total")
+    for _ in range(3):
+        assert request("GET", f"{url}/users/{user['id']}")["name"] == "Linus"
+    assert app_metric(url, "cache_hits_total") > before
+    redis_pod = kubectl(
+        "-n",
+        namespace,
+        "get",
+        "pods",
+        "-l",
+        f"phaseshift.dev/plan={PLAN},phaseshift.dev/workload=redis",
+        "-o",
+        "name",
+    ).stdout.split()[0]
+    stats = kubectl(
+        "-n", namespace, "exec", redis_pod, "-c", "redis", "--", "redis-cli", "info", "stats"
+    ).stdout
+    hits = int(
+        next(line.split(":")[1] for line in stats.splitlines() if line.startswith("keyspace_hits:"))
+    )
+    assert hits > 0
+
+    # The Service sends traffic to the live colour only.
+    service = json.loads(
+        kubectl("-n", namespace, "get", "service", f"{PLAN}-app", "-o", "json").stdout
+    )
+    assert service["spec"]["selector"]["phaseshift.dev/colour"] == colour
+    endpoints = json.loads(
+        kubectl(
+            "-n",
+            namespace,
+            "get",
+            "endpointslices",
+            "-l",
+            f"kubernetes.io/service-name={PLAN}-app",
+            "-o",
+            "json",
+        ).stdout
+    )
+    pods = {e["targetRef"]["name"] for s in endpoints["items"] for e in s.get("endpoints") or []}
+    assert pods and all(p.startswith(f"{PLAN}-app-{colour}-") for p in pods), pods

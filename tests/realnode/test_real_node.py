@@ -8,19 +8,17 @@ import json
 import re
 import subprocess
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 from integration.plans import wait_for
 
-from phaseshift.lab.cluster import LocalCluster
+from phaseshift.lab.cluster import Kubectl, LocalCluster
 
 pytestmark = pytest.mark.integration
 
 APP_PORT = 8080
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def apply(kubectl: Kubectl, namespace: str, *objects: dict[str, Any]) -> None:

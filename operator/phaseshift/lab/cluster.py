@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -138,6 +138,33 @@ def install_crd(kubeconfig: Path) -> None:
         )
         if result.returncode != 0:
             raise ClusterError(f"kubectl {args[0]} of the CRD failed: {result.stderr.strip()}")
+
+
+class KubectlFailed(RuntimeError):
+    """A kubectl command that had to succeed did not; the message carries its stderr."""
+
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def kubectl_runner(kubeconfig: Path) -> Kubectl:
+    """`kubectl` against one cluster: run(*args, input=None, check=True)."""
+
+    def run(
+        *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise KubectlFailed(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    return run
 
 
 def _kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
