@@ -353,12 +353,22 @@ def _check_real_node_possible(cluster: LocalCluster) -> None:
     missing = node.missing_requirements()
     if missing:
         raise ClusterError("cannot start a real node: " + "; ".join(missing))
-    other = node.running_node_elsewhere(kwok_workdir() / "clusters", cluster.name)
+    clusters_dir = kwok_workdir() / "clusters"
+    other = node.running_node_elsewhere(clusters_dir, cluster.name)
     if other:
         raise ClusterError(
             f"cluster {other!r} already runs a real node on this machine (one at most: the "
             f"kubelet owns host-wide paths); stop it with `phaseshift cluster down --name {other}`"
         )
+    for crashed in node.crashed_nodes(clusters_dir, cluster.name):
+        # Its bridge would claim the same subnet as the new one: clear what is left of it.
+        print(f"clearing the real node that cluster {crashed!r} left behind", file=sys.stderr)
+        left = LocalCluster(crashed)
+        if left.is_running():
+            node.teardown(left.network, left.node_paths, node.firewall_table_name(crashed))
+            shutil.rmtree(left.node_paths.home, ignore_errors=True)
+        else:
+            down(crashed)
     taken = node.taken_ports()
     if taken:
         raise ClusterError(

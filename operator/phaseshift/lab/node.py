@@ -132,6 +132,8 @@ def taken_ports() -> list[int]:
     taken = []
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # As the servers do: connections of a stopped node in TIME_WAIT are no owner.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
@@ -142,12 +144,28 @@ def taken_ports() -> list[int]:
 def running_node_elsewhere(clusters_dir: Path, name: str) -> str | None:
     """The cluster already running a real node on this machine, if any (one at most:
     the kubelet owns host-wide paths such as /var/lib/kubelet)."""
-    for home in clusters_dir.glob("*/node"):
-        other = home.parent.name
-        pid = processes.recorded_pid(home / "pids", "kubelet")
-        if other != name and pid is not None and processes.alive(pid):
+    for other in _other_nodes(clusters_dir, name):
+        pid = processes.recorded_pid(clusters_dir / other / "node" / "pids", "kubelet")
+        if pid is not None and processes.alive(pid):
             return other
     return None
+
+
+def crashed_nodes(clusters_dir: Path, name: str) -> list[str]:
+    """Other clusters whose real node's processes are gone but whose bridge, tables and
+    sysctls may be left: a machine that rebooted, or processes killed without `down`."""
+    crashed = []
+    for other in _other_nodes(clusters_dir, name):
+        pid = processes.recorded_pid(clusters_dir / other / "node" / "pids", "kubelet")
+        if pid is None or not processes.alive(pid):
+            crashed.append(other)
+    return crashed
+
+
+def _other_nodes(clusters_dir: Path, name: str) -> list[str]:
+    return sorted(
+        home.parent.name for home in clusters_dir.glob("*/node") if home.parent.name != name
+    )
 
 
 # -- the host ------------------------------------------------------------------------------
