@@ -8,8 +8,9 @@ Every number here is a default; a plan's `spec.overrides` wins over it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
-from phaseshift.api import DEFAULT_IMAGE
+from phaseshift.api import DEFAULT_IMAGE, RolloutStrategy
 
 # Pinned default image per component, at the major versions tested here: the local images
 # are built from Debian bookworm's packages (PostgreSQL 15, Redis 7.0, RabbitMQ 3.10,
@@ -49,12 +50,77 @@ class Autoscale:
     target_cpu_percent: int
 
 
-@dataclass(frozen=True)
-class Phase:
-    """One column of the seed's tables, plus the defaults the renderer starts from."""
+# What a phase runs, as the code asks it: the renderer, transitions and rollouts test
+# these features, never a phase's number. `Described` says the same in words, for the
+# README's table.
 
-    number: int
-    title: str
+
+class Application(Enum):
+    MONOLITH = "monolith"
+    VERTICAL_MONOLITH = "one larger monolith"  # scaled up: never smaller than the catalog's
+    HORIZONTAL_MONOLITH = "replicated monolith"
+    MICROSERVICES = "user-service + data-service + API gateway"
+
+
+class Database(Enum):
+    SQLITE = "SQLite"
+    POSTGRES = "PostgreSQL primary + read replicas"
+    POSTGRES_SHARDED_OR_REPLICATED = "PostgreSQL, read replicas or shards"
+    POSTGRES_AND_CASSANDRA = "PostgreSQL + Cassandra"
+
+    @property
+    def postgres(self) -> bool:
+        return self is not Database.SQLITE
+
+    @property
+    def shardable(self) -> bool:
+        """Whether a plan may split PostgreSQL into shards (spec.overrides[].shards)."""
+        return self in (Database.POSTGRES_SHARDED_OR_REPLICATED, Database.POSTGRES_AND_CASSANDRA)
+
+    @property
+    def cassandra(self) -> bool:
+        return self is Database.POSTGRES_AND_CASSANDRA
+
+
+class Cache(Enum):
+    NONE = "none"
+    REDIS = "Redis"
+    REDIS_CLUSTER = "Redis Cluster"
+    MULTI_LAYER = "edge + Redis Cluster + in-app"
+
+    @property
+    def redis(self) -> bool:
+        return self is not Cache.NONE
+
+    @property
+    def redis_cluster(self) -> bool:
+        return self in (Cache.REDIS_CLUSTER, Cache.MULTI_LAYER)
+
+
+class Queue(Enum):
+    NONE = "none"
+    RABBITMQ = "RabbitMQ + workers"
+
+
+class Stream(Enum):
+    NONE = "none"
+    KAFKA = "Kafka + event consumers"
+
+
+class Edge(Enum):
+    SERVICE = "Service"
+    EDGE_CACHE = "Service + nginx edge cache"
+    GATEWAY_AND_EDGE_CACHE = "API gateway + nginx edge cache"
+
+    @property
+    def edge_cache(self) -> bool:
+        return self is not Edge.SERVICE
+
+
+@dataclass(frozen=True)
+class Described:
+    """A phase in words: one column of the README's table."""
+
     users: str
     application: str
     database: str
@@ -62,24 +128,55 @@ class Phase:
     edge: str
     messaging: str
     deploy_strategy: str
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One column of the seed's tables, plus the defaults the renderer starts from."""
+
+    number: int
+    title: str
+    # What the phase runs: the renderer, transitions and rollouts ask these.
+    application: Application
+    database: Database
+    cache: Cache
+    queue: Queue
+    stream: Stream
+    edge: Edge
+    strategy: RolloutStrategy
+    described: Described
     app_replicas: int
     app_size: Size
     read_replicas: int
     autoscale: Autoscale | None
     worker_replicas: int
 
+    @property
+    def colours(self) -> bool:
+        """Blue-green: the app runs as two colours, and its Service selects the live one."""
+        return self.strategy is RolloutStrategy.BLUE_GREEN
+
 
 PHASES: dict[int, Phase] = {
     1: Phase(
         number=1,
         title="Monolith",
-        users="0 - 1K",
-        application="one monolith replica",
-        database="SQLite on a PersistentVolumeClaim",
-        caching="none",
-        edge="ClusterIP Service",
-        messaging="none",
-        deploy_strategy="single server (Recreate)",
+        application=Application.MONOLITH,
+        database=Database.SQLITE,
+        cache=Cache.NONE,
+        queue=Queue.NONE,
+        stream=Stream.NONE,
+        edge=Edge.SERVICE,
+        strategy=RolloutStrategy.RECREATE,
+        described=Described(
+            users="0 - 1K",
+            application="one monolith replica",
+            database="SQLite on a PersistentVolumeClaim",
+            caching="none",
+            edge="ClusterIP Service",
+            messaging="none",
+            deploy_strategy="single server (Recreate)",
+        ),
         app_replicas=1,
         app_size=Size("250m", "256Mi", "1", "512Mi"),
         read_replicas=0,
@@ -89,13 +186,22 @@ PHASES: dict[int, Phase] = {
     2: Phase(
         number=2,
         title="Vertical scaling",
-        users="1K - 100K",
-        application="one larger monolith replica",
-        database="PostgreSQL primary + streaming read replicas",
-        caching="Redis (application-level cache)",
-        edge="Service (load balancer optional)",
-        messaging="none",
-        deploy_strategy="blue-green",
+        application=Application.VERTICAL_MONOLITH,
+        database=Database.POSTGRES,
+        cache=Cache.REDIS,
+        queue=Queue.NONE,
+        stream=Stream.NONE,
+        edge=Edge.SERVICE,
+        strategy=RolloutStrategy.BLUE_GREEN,
+        described=Described(
+            users="1K - 100K",
+            application="one larger monolith replica",
+            database="PostgreSQL primary + streaming read replicas",
+            caching="Redis (application-level cache)",
+            edge="Service (load balancer optional)",
+            messaging="none",
+            deploy_strategy="blue-green",
+        ),
         app_replicas=1,
         app_size=Size("2", "2Gi", "4", "4Gi"),
         read_replicas=2,
@@ -105,13 +211,22 @@ PHASES: dict[int, Phase] = {
     3: Phase(
         number=3,
         title="Horizontal scaling",
-        users="100K - 1M",
-        application="monolith, >= 3 replicas + HPA + PDB",
-        database="PostgreSQL with more read replicas, or shards",
-        caching="Redis Cluster (6 nodes)",
-        edge="Service + nginx edge cache (CDN stand-in)",
-        messaging="RabbitMQ (3 nodes) + workers",
-        deploy_strategy="rolling (maxUnavailable 0)",
+        application=Application.HORIZONTAL_MONOLITH,
+        database=Database.POSTGRES_SHARDED_OR_REPLICATED,
+        cache=Cache.REDIS_CLUSTER,
+        queue=Queue.RABBITMQ,
+        stream=Stream.NONE,
+        edge=Edge.EDGE_CACHE,
+        strategy=RolloutStrategy.ROLLING,
+        described=Described(
+            users="100K - 1M",
+            application="monolith, >= 3 replicas + HPA + PDB",
+            database="PostgreSQL with more read replicas, or shards",
+            caching="Redis Cluster (6 nodes)",
+            edge="Service + nginx edge cache (CDN stand-in)",
+            messaging="RabbitMQ (3 nodes) + workers",
+            deploy_strategy="rolling (maxUnavailable 0)",
+        ),
         app_replicas=3,
         app_size=Size("500m", "512Mi", "2", "1Gi"),
         read_replicas=3,
@@ -121,13 +236,22 @@ PHASES: dict[int, Phase] = {
     4: Phase(
         number=4,
         title="Microservices",
-        users="1M+",
-        application="user-service + data-service + API gateway, each with HPA",
-        database="PostgreSQL for transactions + Cassandra for scale",
-        caching="multi-layer: edge + Redis Cluster + in-app",
-        edge="API gateway + nginx edge cache",
-        messaging="Kafka (KRaft, 3 brokers) event stream + RabbitMQ job queue",
-        deploy_strategy="canary, metrics-gated",
+        application=Application.MICROSERVICES,
+        database=Database.POSTGRES_AND_CASSANDRA,
+        cache=Cache.MULTI_LAYER,
+        queue=Queue.RABBITMQ,
+        stream=Stream.KAFKA,
+        edge=Edge.GATEWAY_AND_EDGE_CACHE,
+        strategy=RolloutStrategy.CANARY,
+        described=Described(
+            users="1M+",
+            application="user-service + data-service + API gateway, each with HPA",
+            database="PostgreSQL for transactions + Cassandra for scale",
+            caching="multi-layer: edge + Redis Cluster + in-app",
+            edge="API gateway + nginx edge cache",
+            messaging="Kafka (KRaft, 3 brokers) event stream + RabbitMQ job queue",
+            deploy_strategy="canary, metrics-gated",
+        ),
         app_replicas=3,
         app_size=Size("500m", "512Mi", "2", "1Gi"),
         read_replicas=3,
@@ -183,7 +307,7 @@ def catalog_markdown_table() -> str:
     header = "| | " + " | ".join(f"Phase {p.number}: {p.title}" for p in phases) + " |"
     rule = "|---|" + "---|" * len(phases)
     body = [
-        f"| {label} | " + " | ".join(str(getattr(p, attr)) for p in phases) + " |"
+        f"| {label} | " + " | ".join(str(getattr(p.described, attr)) for p in phases) + " |"
         for label, attr in _ROWS
     ]
     return "\n".join([header, rule, *body]) + "\n"

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from phaseshift import rollout
-from phaseshift.api import LABEL_COMPONENT, ScalePlan, ScalePlanStatus
+from phaseshift.api import LABEL_COMPONENT, RolloutStrategy, ScalePlan, ScalePlanStatus
+from phaseshift.catalog import PHASES
 from phaseshift.kube import KubeApi
 from phaseshift.render import RenderContext, render_migration_job, render_phase
 from phaseshift.render.credentials import PASSWORD_KEY, secret_name
@@ -35,7 +36,11 @@ class Desired:
     def phase(self, plan: ScalePlan, phase: int, status: ScalePlanStatus) -> list[dict[str, Any]]:
         """`phase` as it should run now: the released app on the stable track, and
         whatever the rollout in progress runs beside it."""
-        replicas = self._stable_replicas(plan) if phase == 4 and rollout.busy(status) else {}
+        replicas = (
+            self._stable_replicas(plan)
+            if PHASES[phase].strategy is RolloutStrategy.CANARY and rollout.busy(status)
+            else {}
+        )
         stable, ctx = rollout.render_inputs(
             plan, status, self.password(plan), replicas, images=self.images
         )

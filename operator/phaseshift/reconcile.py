@@ -30,6 +30,7 @@ from phaseshift.api import (
 )
 from phaseshift.api import Decision as RecordedDecision
 from phaseshift.applier import Applier
+from phaseshift.catalog import PHASES
 from phaseshift.desired import Desired
 from phaseshift.kube import KubeApi, api_message, keyed, permanent, refused_object
 from phaseshift.metrics import OperatorMetrics
@@ -209,7 +210,9 @@ class Reconciler:
             # A plan from before releases were recorded: what runs is spec.app.
             status.release = rollout.release_of(plan.spec.app)
         # Only phase 2 has colours; leaving it retires both, and coming back starts blue.
-        status.live_colour = (status.live_colour or "blue") if status.phase == 2 else None
+        status.live_colour = (
+            (status.live_colour or "blue") if PHASES[status.phase].colours else None
+        )
         if status.transition is not None:
             if rollout.pending(plan, status):
                 waiting = rollout.wait_for_transition(plan, status, now)

@@ -2,7 +2,7 @@
 
 The operator renders the *released* app (`status.release`), never spec.app directly: a
 rollout is the process that carries the release to a new spec.app, and a rolled-back
-release simply stays where it was. Each phase has its strategy, from the seed:
+release simply stays where it was. Each phase has its strategy (`catalog.Phase.strategy`):
 
   phase 1  Recreate   Deploy (apply the new template; wait until Ready)
   phase 2  BlueGreen  Deploy (the idle colour, scaled up) -> Switch (the Service, once the
@@ -42,14 +42,8 @@ from phaseshift.api import (
     ScalePlanStatus,
     other_colour,
 )
+from phaseshift.catalog import PHASES
 from phaseshift.render.context import RenderContext
-
-STRATEGY_BY_PHASE: dict[int, RolloutStrategy] = {
-    1: RolloutStrategy.RECREATE,
-    2: RolloutStrategy.BLUE_GREEN,
-    3: RolloutStrategy.ROLLING,
-    4: RolloutStrategy.CANARY,
-}
 
 
 class RolloutStep(StrEnum):
@@ -207,7 +201,7 @@ class Progress:
 def start(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
     """Begin rolling spec.app out with the strategy of the current phase."""
     assert status.phase is not None
-    strategy = STRATEGY_BY_PHASE[status.phase]
+    strategy = PHASES[status.phase].strategy
     new = RolloutStatus(
         revision=revision_of(plan.spec.app),
         image=plan.spec.app.image,
@@ -255,7 +249,7 @@ def wait_for_transition(plan: ScalePlan, status: ScalePlanStatus, now: datetime)
         revision=revision,
         image=plan.spec.app.image,
         from_revision=status.release.revision if status.release else "",
-        strategy=STRATEGY_BY_PHASE[move.to],
+        strategy=PHASES[move.to].strategy,
         state=RolloutState.WAITING,
         started_at=now,
         message=message,

@@ -37,6 +37,7 @@ from phaseshift.api import (
     HistoryEntry,
     Transition,
 )
+from phaseshift.catalog import PHASES
 from phaseshift.render.scope import ANNOTATION_STATEFUL
 
 # Objects of these components carry the application itself; the rest are backing tiers
@@ -68,7 +69,7 @@ class Outcome(StrEnum):
 
 
 def database_tier(phase: int) -> str:
-    return "sqlite" if phase == 1 else "postgresql"
+    return "postgresql" if PHASES[phase].database.postgres else "sqlite"
 
 
 def plan_steps(current: int, target: int) -> list[Step]:

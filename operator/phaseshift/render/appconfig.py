@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Database, Queue, Stream
 from phaseshift.render import credentials as cred
 from phaseshift.render import kafka, postgres, rabbitmq, redis, sqlite
 from phaseshift.render.encoding import content_hash, secret_data
@@ -22,10 +23,10 @@ SECRET = "app-secret"
 
 def config_values(scope: Scope) -> dict[str, str]:
     values = {"PHASESHIFT_PLAN": scope.plan.name, "PORT": str(scope.plan.spec.app.port)}
-    if scope.phase >= 2:
+    if scope.catalog.cache.redis:
         values["REDIS_URL"] = redis.url(scope)
-        values["REDIS_CLUSTER"] = "true" if scope.phase >= 3 else "false"
-    if scope.phase >= 4:
+        values["REDIS_CLUSTER"] = "true" if scope.catalog.cache.redis_cluster else "false"
+    if scope.catalog.stream is Stream.KAFKA:
         values["KAFKA_BOOTSTRAP"] = ",".join(kafka.broker_hosts(scope))
         values["USER_SERVICE_URL"] = f"http://{scope.name('user-service')}"
         values["DATA_SERVICE_URL"] = f"http://{scope.name('data-service')}"
@@ -33,7 +34,7 @@ def config_values(scope: Scope) -> dict[str, str]:
 
 
 def secret_values(scope: Scope) -> dict[str, str]:
-    if scope.phase == 1:
+    if scope.catalog.database is Database.SQLITE:
         return {"DATABASE_URL": sqlite.DATABASE_URL}
     values = {"DATABASE_URL": cred.postgres_url(scope, postgres.rw_host(scope))}
     if read_replicas(scope):
@@ -41,7 +42,7 @@ def secret_values(scope: Scope) -> dict[str, str]:
     shard_hosts = postgres.shard_hosts(scope)
     if shard_hosts:
         values["DATABASE_SHARD_URLS"] = ",".join(cred.postgres_url(scope, h) for h in shard_hosts)
-    if scope.phase >= 3:
+    if scope.catalog.queue is Queue.RABBITMQ:
         values["QUEUE_URL"] = cred.amqp_url(scope, rabbitmq.host(scope))
     return values
 

@@ -166,7 +166,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 4:
+    if not scope.catalog.database.cassandra:
         return []
     selector = scope.selector(SUFFIX)
     config = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Stream
 from phaseshift.render import components
 from phaseshift.render.scope import Scope
 from phaseshift.render.workload import app_container, app_deployment, rolling
@@ -13,7 +14,7 @@ SUFFIX = "event-consumer"
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 4:
+    if scope.catalog.stream is not Stream.KAFKA:
         return []
     container = app_container(
         scope,

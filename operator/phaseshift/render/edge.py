@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Application
 from phaseshift.render import components
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
@@ -69,7 +70,9 @@ http {{
 
 
 def origin(scope: Scope) -> str:
-    return scope.name("gateway" if scope.phase >= 4 else "app")
+    return scope.name(
+        "gateway" if scope.catalog.application is Application.MICROSERVICES else "app"
+    )
 
 
 def nginx_conf(scope: Scope) -> str:
@@ -137,7 +140,7 @@ def _deployment(scope: Scope) -> dict[str, Any]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 3:
+    if not scope.catalog.edge.edge_cache:
         return []
     config = {
         "apiVersion": "v1",

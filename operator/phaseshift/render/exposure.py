@@ -24,13 +24,13 @@ EXPOSED = "exposed"  # the Ingress and the HTTPRoute
 
 def entry_service(scope: Scope) -> str:
     """The ClusterIP Service in front of the phase's entry."""
-    return scope.name(edge.SUFFIX if scope.phase >= 3 else monolith.SUFFIX)
+    return scope.name(edge.SUFFIX if scope.catalog.edge.edge_cache else monolith.SUFFIX)
 
 
 def entry_selector(scope: Scope) -> dict[str, str]:
-    if scope.phase >= 3:
+    if scope.catalog.edge.edge_cache:
         return scope.selector(edge.SUFFIX)
-    extra = {LABEL_COLOUR: scope.ctx.live_colour} if scope.phase == 2 else {}
+    extra = {LABEL_COLOUR: scope.ctx.live_colour} if scope.catalog.colours else {}
     return scope.selector_by_service(monolith.SERVICE, **extra)
 
 

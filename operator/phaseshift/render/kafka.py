@@ -12,6 +12,7 @@ import base64
 import hashlib
 from typing import Any
 
+from phaseshift.catalog import Stream
 from phaseshift.render import components
 from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
@@ -171,7 +172,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 4:
+    if scope.catalog.stream is not Stream.KAFKA:
         return []
     selector = scope.selector(SUFFIX)
     config = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Application
 from phaseshift.render.autoscaling import hpa, pdb
 from phaseshift.render.scope import LABEL_TRACK, Scope
 from phaseshift.render.service import port, service
@@ -62,6 +63,6 @@ def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 4:
+    if scope.catalog.application is not Application.MICROSERVICES:
         return []
     return [obj for role in SERVICES for obj in _service_objects(scope, role)]

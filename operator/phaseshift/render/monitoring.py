@@ -12,6 +12,7 @@ from phaseshift.api import (
     LABEL_PLAN,
     MANAGED_BY,
 )
+from phaseshift.catalog import Application
 from phaseshift.promql import PlanKey, fill_for_plan
 from phaseshift.render.microservices import SERVICES
 from phaseshift.render.scope import Scope
@@ -83,7 +84,7 @@ def _prometheus_rule(scope: Scope) -> dict[str, Any]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 4:
+    if scope.catalog.application is not Application.MICROSERVICES:
         return []
     result = []
     if scope.plan.spec.observability.service_monitor:

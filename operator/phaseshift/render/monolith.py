@@ -23,7 +23,7 @@ SERVICE = "app"
 
 
 def _service(scope: Scope) -> dict[str, Any]:
-    extra = {LABEL_COLOUR: scope.ctx.live_colour} if scope.phase == 2 else {}
+    extra = {LABEL_COLOUR: scope.ctx.live_colour} if scope.catalog.colours else {}
     selector = scope.selector_by_service(SERVICE, **extra)
     return service(scope, SUFFIX, COMPONENT, selector, [port("http", 80, "http")])
 

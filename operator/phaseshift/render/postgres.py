@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from phaseshift.api import RolloutStrategy
+from phaseshift.catalog import PHASES
 from phaseshift.render import components
 from phaseshift.render import credentials as cred
 from phaseshift.render.encoding import content_hash
@@ -92,17 +94,19 @@ def _surge(replicas: int) -> int:
 
 def _database_clients(scope: Scope) -> int:
     """The most app processes holding a pool to PostgreSQL at once in the scope's phase:
-    phase 2 both blue-green colours during a rollout; phase 3 the HPA's maximum plus a
-    rolling update's surge, and the workers; phase 4 user-service and data-service at
-    their HPA's maximum with as many canaries (a canary takes at most half the
-    traffic), and the workers. The gateway and the event consumers hold no pool."""
-    if scope.phase == 2:
+    blue-green, both colours during a rollout; rolling, the HPA's maximum plus a rolling
+    update's surge, and the workers; canary (the microservices), user-service and
+    data-service at their HPA's maximum with as many canaries (a canary takes at most
+    half the traffic), and the workers. The gateway and the event consumers hold no
+    pool."""
+    strategy = scope.catalog.strategy
+    if strategy is RolloutStrategy.BLUE_GREEN:
         return 2 * app_replicas(scope)
     bounds = autoscale(scope)
     most = bounds.max_replicas if bounds is not None else app_replicas(scope)
     workers = components.worker_replicas(scope)
     workers += _surge(workers)
-    if scope.phase == 3:
+    if strategy is RolloutStrategy.ROLLING:
         return most + _surge(most) + workers
     return 2 * (2 * most) + workers
 
@@ -113,7 +117,9 @@ def max_connections(scope: Scope) -> int:
     at least the primary's value, and share its configuration."""
     top = max(scope.phase, scope.plan.spec.policy.max_phase)
     clients = max(
-        _database_clients(Scope(scope.plan, phase, scope.ctx)) for phase in range(2, top + 1)
+        _database_clients(Scope(scope.plan, number, scope.ctx))
+        for number, phase in PHASES.items()
+        if number <= top and phase.database.postgres
     )
     return max(MIN_CONNECTIONS, clients * APP_POOL_SIZE + CONNECTION_HEADROOM)
 
@@ -356,7 +362,7 @@ def _config(scope: Scope) -> dict[str, Any]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 2:
+    if not scope.catalog.database.postgres:
         return []
     pg = [port("postgres", 5432)]
     result = [

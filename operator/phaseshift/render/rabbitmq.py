@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import COMPONENT_SIZES
+from phaseshift.catalog import COMPONENT_SIZES, Queue
 from phaseshift.render import components
 from phaseshift.render import credentials as cred
 from phaseshift.render.autoscaling import pdb
@@ -202,7 +202,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 3:
+    if scope.catalog.queue is not Queue.RABBITMQ:
         return []
     selector = scope.selector(SUFFIX)
     peer_ports = [port("epmd", 4369), port("dist", 25672)]

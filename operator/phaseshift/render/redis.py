@@ -102,7 +102,7 @@ redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes
 
 
 def url(scope: Scope) -> str:
-    if scope.phase >= 3:
+    if scope.catalog.cache.redis_cluster:
         return f"redis://{scope.name(CLUSTER)}:6379"
     return f"redis://{scope.name(SINGLE)}:6379/0"
 
@@ -277,8 +277,8 @@ def _cluster(scope: Scope) -> list[dict[str, Any]]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase == 2:
-        return _single(scope)
-    if scope.phase >= 3:
+    if scope.catalog.cache.redis_cluster:
         return _cluster(scope)
+    if scope.catalog.cache.redis:
+        return _single(scope)
     return []

@@ -6,7 +6,7 @@ import math
 from dataclasses import replace
 
 from phaseshift.api import MAX_CANARY_WEIGHT, Resources
-from phaseshift.catalog import Autoscale, Size
+from phaseshift.catalog import Application, Autoscale, Size
 from phaseshift.render.quantity import parse_quantity
 from phaseshift.render.scope import Scope
 
@@ -57,7 +57,9 @@ def app_size(scope: Scope) -> Size:
     """spec.app.resources is the base size of one replica; phase 2 scales up vertically,
     so there it never shrinks the catalog's larger size. An override always wins."""
     size = _merge(
-        scope.catalog.app_size, scope.plan.spec.app.resources, keep_larger=scope.phase == 2
+        scope.catalog.app_size,
+        scope.plan.spec.app.resources,
+        keep_larger=scope.catalog.application is Application.VERTICAL_MONOLITH,
     )
     if scope.override is not None:
         size = _merge(size, scope.override.app_resources, keep_larger=False)
@@ -100,7 +102,11 @@ def read_replicas(scope: Scope) -> int:
 
 def shards(scope: Scope) -> int:
     """Shards are a horizontal-phase choice; 0 means the plan asks for none."""
-    if scope.phase < 3 or scope.override is None or scope.override.shards is None:
+    if (
+        not scope.catalog.database.shardable
+        or scope.override is None
+        or scope.override.shards is None
+    ):
         return 0
     return scope.override.shards
 

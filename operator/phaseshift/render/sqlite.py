@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Database
 from phaseshift.render import components
 from phaseshift.render.scope import Scope
 
@@ -37,4 +38,4 @@ def claim(scope: Scope) -> dict[str, Any]:
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    return [claim(scope)] if scope.phase == 1 else []
+    return [claim(scope)] if scope.catalog.database is Database.SQLITE else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Queue
 from phaseshift.render import components
 from phaseshift.render.scope import Scope
 from phaseshift.render.workload import app_container, app_deployment, rolling
@@ -13,7 +14,7 @@ SUFFIX = "worker"
 
 
 def objects(scope: Scope) -> list[dict[str, Any]]:
-    if scope.phase < 3:
+    if scope.catalog.queue is not Queue.RABBITMQ:
         return []
     container = app_container(
         scope,
