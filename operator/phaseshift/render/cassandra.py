@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from phaseshift.render import components
-from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -28,8 +27,8 @@ from phaseshift.render.pods import (
     tcp_probe,
 )
 from phaseshift.render.scope import Scope
-from phaseshift.render.service import port, service
-from phaseshift.render.statefulset import data_statefulset
+from phaseshift.render.service import port
+from phaseshift.render.statefulset import clustered_tier, data_statefulset
 from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "nosql"
@@ -168,25 +167,15 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
 def objects(scope: Scope) -> list[dict[str, Any]]:
     if not scope.catalog.database.cassandra:
         return []
-    selector = scope.selector(SUFFIX)
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": scope.metadata(CONFIG, COMPONENT),
-        "data": {"cassandra.yaml": cassandra_yaml(scope), "cassandra-rackdc.properties": RACKDC},
-    }
-    return [
-        config,
-        service(
-            scope,
-            PEERS,
-            COMPONENT,
-            selector,
-            [port("cql", 9042), port("intra-node", 7000)],
-            headless=True,
-        ),
-        service(scope, SUFFIX, COMPONENT, selector, [port("cql", 9042)]),
-        _statefulset(scope),
-        # Drains take one node at a time: QUORUM reads and writes at RF 3 keep working.
-        pdb(scope, SUFFIX, COMPONENT, selector),
-    ]
+    # Drains take one node at a time: QUORUM reads and writes at RF 3 keep working.
+    return clustered_tier(
+        scope,
+        suffix=SUFFIX,
+        peers=PEERS,
+        component=COMPONENT,
+        config_name=CONFIG,
+        config={"cassandra.yaml": cassandra_yaml(scope), "cassandra-rackdc.properties": RACKDC},
+        peer_ports=[port("cql", 9042), port("intra-node", 7000)],
+        client_ports=[port("cql", 9042)],
+        statefulset=_statefulset(scope),
+    )

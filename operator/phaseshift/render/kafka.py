@@ -14,7 +14,6 @@ from typing import Any
 
 from phaseshift.catalog import Stream
 from phaseshift.render import components
-from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -26,8 +25,8 @@ from phaseshift.render.pods import (
     tcp_probe,
 )
 from phaseshift.render.scope import Scope
-from phaseshift.render.service import port, service
-from phaseshift.render.statefulset import data_statefulset
+from phaseshift.render.service import port
+from phaseshift.render.statefulset import clustered_tier, data_statefulset
 from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "stream"
@@ -174,25 +173,15 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
 def objects(scope: Scope) -> list[dict[str, Any]]:
     if scope.catalog.stream is not Stream.KAFKA:
         return []
-    selector = scope.selector(SUFFIX)
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": scope.metadata(CONFIG, COMPONENT),
-        "data": {"server.properties": server_properties(scope)},
-    }
-    return [
-        config,
-        service(
-            scope,
-            PEERS,
-            COMPONENT,
-            selector,
-            [port("client", 9092), port("controller", 9093)],
-            headless=True,
-        ),
-        service(scope, SUFFIX, COMPONENT, selector, [port("client", 9092)]),
-        _statefulset(scope),
-        # Drains take one broker at a time: the KRaft quorum and min.insync.replicas hold.
-        pdb(scope, SUFFIX, COMPONENT, selector),
-    ]
+    # Drains take one broker at a time: the KRaft quorum and min.insync.replicas hold.
+    return clustered_tier(
+        scope,
+        suffix=SUFFIX,
+        peers=PEERS,
+        component=COMPONENT,
+        config_name=CONFIG,
+        config={"server.properties": server_properties(scope)},
+        peer_ports=[port("client", 9092), port("controller", 9093)],
+        client_ports=[port("client", 9092)],
+        statefulset=_statefulset(scope),
+    )

@@ -17,7 +17,6 @@ from typing import Any
 from phaseshift.catalog import COMPONENT_SIZES, Queue
 from phaseshift.render import components
 from phaseshift.render import credentials as cred
-from phaseshift.render.autoscaling import pdb
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -30,8 +29,8 @@ from phaseshift.render.pods import (
     resources,
 )
 from phaseshift.render.scope import Scope
-from phaseshift.render.service import port, service
-from phaseshift.render.statefulset import data_statefulset
+from phaseshift.render.service import port
+from phaseshift.render.statefulset import clustered_tier, data_statefulset
 from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
 
 COMPONENT = "queue"
@@ -72,18 +71,6 @@ def rabbitmq_conf(scope: Scope) -> str:
         "vm_memory_high_watermark.relative = 0.6",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _config(scope: Scope) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": scope.metadata(CONFIG, COMPONENT),
-        "data": {
-            "rabbitmq.conf": rabbitmq_conf(scope),
-            "enabled_plugins": ENABLED_PLUGINS,
-        },
-    }
 
 
 # The Erlang cookie must be a file only its owner can read; a Secret volume cannot give
@@ -204,15 +191,15 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
 def objects(scope: Scope) -> list[dict[str, Any]]:
     if scope.catalog.queue is not Queue.RABBITMQ:
         return []
-    selector = scope.selector(SUFFIX)
-    peer_ports = [port("epmd", 4369), port("dist", 25672)]
-    return [
-        _config(scope),
-        service(scope, PEERS, COMPONENT, selector, peer_ports, headless=True),
-        service(
-            scope, SUFFIX, COMPONENT, selector, [port("amqp", 5672), port("management", 15672)]
-        ),
-        _statefulset(scope),
-        # Drains take one node at a time, so a majority of the cluster stays up.
-        pdb(scope, SUFFIX, COMPONENT, selector),
-    ]
+    # Drains take one node at a time, so a majority of the cluster stays up.
+    return clustered_tier(
+        scope,
+        suffix=SUFFIX,
+        peers=PEERS,
+        component=COMPONENT,
+        config_name=CONFIG,
+        config={"rabbitmq.conf": rabbitmq_conf(scope), "enabled_plugins": ENABLED_PLUGINS},
+        peer_ports=[port("epmd", 4369), port("dist", 25672)],
+        client_ports=[port("amqp", 5672), port("management", 15672)],
+        statefulset=_statefulset(scope),
+    )
