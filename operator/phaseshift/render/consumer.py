@@ -7,7 +7,7 @@ from typing import Any
 from phaseshift.catalog import Stream
 from phaseshift.render import components
 from phaseshift.render.scope import Scope
-from phaseshift.render.workload import app_container, app_deployment, rolling
+from phaseshift.render.workload import role_deployment
 
 COMPONENT = "consumer"
 SUFFIX = "event-consumer"
@@ -16,23 +16,14 @@ SUFFIX = "event-consumer"
 def objects(scope: Scope) -> list[dict[str, Any]]:
     if scope.catalog.stream is not Stream.KAFKA:
         return []
-    container = app_container(
-        scope,
-        role="consumer",
-        image=scope.image("app"),
-        command=["python", "-m", "sample_app", "consume"],
-        serves_http=False,
-        size=components.size(scope, "consumer"),
-    )
     return [
-        app_deployment(
+        role_deployment(
             scope,
             suffix=SUFFIX,
             component=COMPONENT,
-            container=container,
+            role="consumer",
+            command=["python", "-m", "sample_app", "consume"],
+            size=components.size(scope, "consumer"),
             replicas=components.consumer_replicas(scope),
-            strategy=rolling(),
-            service=None,
-            spread=True,
         )
     ]

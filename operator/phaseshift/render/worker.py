@@ -7,7 +7,7 @@ from typing import Any
 from phaseshift.catalog import Queue
 from phaseshift.render import components
 from phaseshift.render.scope import Scope
-from phaseshift.render.workload import app_container, app_deployment, rolling
+from phaseshift.render.workload import role_deployment
 
 COMPONENT = "worker"
 SUFFIX = "worker"
@@ -16,23 +16,14 @@ SUFFIX = "worker"
 def objects(scope: Scope) -> list[dict[str, Any]]:
     if scope.catalog.queue is not Queue.RABBITMQ:
         return []
-    container = app_container(
-        scope,
-        role="worker",
-        image=scope.image("app"),
-        command=["python", "-m", "sample_app", "worker"],
-        serves_http=False,
-        size=components.size(scope, "worker"),
-    )
     return [
-        app_deployment(
+        role_deployment(
             scope,
             suffix=SUFFIX,
             component=COMPONENT,
-            container=container,
+            role="worker",
+            command=["python", "-m", "sample_app", "worker"],
+            size=components.size(scope, "worker"),
             replicas=components.worker_replicas(scope),
-            strategy=rolling(),
-            service=None,
-            spread=True,
         )
     ]

@@ -118,6 +118,39 @@ def app_deployment(
     }
 
 
+def role_deployment(
+    scope: Scope,
+    *,
+    suffix: str,
+    component: str,
+    role: str,
+    command: list[str],
+    size: Size,
+    replicas: int,
+) -> dict[str, Any]:
+    """The app's image in a background role (the queue's workers, the stream's
+    consumers): no Service and no HTTP port, rolled with no loss of capacity, its pods
+    spread over the nodes."""
+    container = app_container(
+        scope,
+        role=role,
+        image=scope.image("app"),
+        command=command,
+        serves_http=False,
+        size=size,
+    )
+    return app_deployment(
+        scope,
+        suffix=suffix,
+        component=component,
+        container=container,
+        replicas=replicas,
+        strategy=rolling(),
+        service=None,
+        spread=True,
+    )
+
+
 def recreate() -> dict[str, Any]:
     return {"type": "Recreate"}
 
