@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, and the
-# real node's kubelet, kube-proxy, CoreDNS and metrics-server from Go modules, and
-# resolves a Kafka broker from Maven Central, into ~/.cache/phaseshift (reused when present).
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the real
+# node's kubelet, kube-proxy, CoreDNS and metrics-server, and the Prometheus that
+# manifests/ installs, from Go modules, and resolves a Kafka broker from Maven Central,
+# into ~/.cache/phaseshift (reused when present).
 tools:
 	tools/build.sh
 	tools/build.sh node
+	tools/build.sh prometheus
 	tools/kafka.sh
 
 lint: setup

@@ -1,10 +1,22 @@
 """Phase 3: background jobs over RabbitMQ.
 
-Topology (all durable, on the default exchange):
-  phaseshift.jobs        work queue; rejected messages dead-letter to the DLQ
+Topology (quorum queues on the default exchange, so a job survives the loss of one
+node of the three-node cluster):
+  phaseshift.jobs        work queue; rejected jobs, and jobs handed back more than
+                         DELIVERY_LIMIT times (a worker dying on them), dead-letter to
+                         the DLQ
   phaseshift.jobs.retry  holds a failed job for its backoff (per-message TTL), then
                          dead-letters it back to phaseshift.jobs
   phaseshift.jobs.dlq    jobs that failed too often or could not be parsed
+
+Both dead-letter paths are at-least-once (RabbitMQ 3.10+): the source queue keeps a
+dead-lettered job until its target has confirmed it, so a job is not lost between
+queues while a target's leader moves. That strategy needs `x-overflow: reject-publish`
+on the source queue (without a length limit it never rejects anything).
+
+Queues declared by an older version as classic queues cannot be redeclared with
+these arguments (RabbitMQ answers PRECONDITION_FAILED); `declare_topology` then keeps
+using them as they are and logs how to migrate them.
 
 The web process never blocks on the broker: jobs go to an in-process outbox that a
 publisher thread drains with publisher confirms. While the broker is unreachable the
@@ -47,18 +59,65 @@ def connect(url: str) -> pika.BlockingConnection:
     return pika.BlockingConnection(params)
 
 
-def declare_topology(channel: Any) -> None:
-    channel.queue_declare(queue=DLQ, durable=True)
-    channel.queue_declare(
-        queue=JOBS,
-        durable=True,
-        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": DLQ},
-    )
-    channel.queue_declare(
-        queue=RETRY,
-        durable=True,
-        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": JOBS},
-    )
+# A job handed back to the queue more often than this without being acknowledged (its
+# worker died or disconnected while holding it) goes to the DLQ instead of round again.
+# A worker's own failures go through the retry queue, so they do not count here.
+DELIVERY_LIMIT = 20
+PRECONDITION_FAILED = 406
+
+
+def _dead_letter_to(target: str) -> dict[str, Any]:
+    return {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": target,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+# Dead-letter targets come before the queues that dead-letter to them.
+QUEUES: dict[str, dict[str, Any]] = {
+    DLQ: {"x-queue-type": "quorum"},
+    JOBS: {"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT, **_dead_letter_to(DLQ)},
+    RETRY: {"x-queue-type": "quorum", **_dead_letter_to(JOBS)},
+}
+
+
+def declare_topology(conn: pika.BlockingConnection) -> list[str]:
+    """Declare the job queues on a channel of their own; return the names of those that
+    already existed with other arguments and are used as they are.
+
+    Such a queue (a classic one declared by an older version) makes RabbitMQ close the
+    declaring channel with PRECONDITION_FAILED; it is then declared passively, so the
+    app keeps publishing and consuming, and an error says how to replace it.
+    """
+    kept: list[str] = []
+    channel = conn.channel()
+    try:
+        for name, arguments in QUEUES.items():
+            try:
+                channel.queue_declare(queue=name, durable=True, arguments=arguments)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != PRECONDITION_FAILED:
+                    raise
+                log.error(
+                    "queue %s exists with other arguments than this version declares (%s); "
+                    "it is used as it is, and if it is a classic queue its jobs do not "
+                    "survive the loss of its node. To replace it, let it empty (stop the "
+                    "web processes, let the workers drain the jobs; take dead letters "
+                    "out by hand), delete it with `rabbitmqctl delete_queue --if-empty %s` "
+                    "and restart the app, which declares it anew",
+                    name,
+                    exc.reply_text,
+                    name,
+                )
+                channel = conn.channel()
+                channel.queue_declare(queue=name, passive=True)
+                kept.append(name)
+    finally:
+        if channel.is_open:
+            channel.close()
+    return kept
 
 
 def encode(job: dict[str, Any]) -> bytes:
@@ -121,9 +180,9 @@ class JobPublisher:
     def _ensure_channel(self) -> Any:
         if self._channel is None or self._conn is None or self._conn.is_closed:
             self._conn = connect(self.url)
+            declare_topology(self._conn)
             channel = self._conn.channel()
             channel.confirm_delivery()
-            declare_topology(channel)
             self._channel = channel
         return self._channel
 

@@ -4,6 +4,10 @@ A job that fails is acknowledged only after a copy is parked on the retry queue,
 which hands it back after an exponential backoff; after MAX_ATTEMPTS, or if it
 cannot be parsed at all, it is rejected and RabbitMQ dead-letters it to the DLQ for
 a person to inspect. Handlers are idempotent, so a redelivery is harmless.
+
+Jobs are acknowledged by hand after they were handled, at most PREFETCH at a time per
+worker; a job a worker held when it died goes back to the queue, and to the DLQ once
+it has come back more than DELIVERY_LIMIT times (see queue.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from typing import Any
 
 import pika
+import pika.exceptions
 from prometheus_client import start_http_server
 
 from .cache import CacheAside, open_cache, user_key
@@ -28,6 +33,9 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 BASE_BACKOFF_MS = 500
+# Jobs a worker holds unacknowledged at once: enough to keep it busy, few enough that
+# a worker that dies hands back little and jobs spread over the workers.
+PREFETCH = 20
 
 
 class PoisonJob(ValueError):
@@ -93,17 +101,28 @@ class Worker:
                 return
             delay = self.base_backoff_ms * 2 ** (attempt - 1)
             log.warning("job failed (attempt %d), retrying in %d ms: %s", attempt, delay, exc)
-            channel.basic_publish(
-                exchange="",
-                routing_key=RETRY,
-                body=body,
-                properties=pika.BasicProperties(
-                    delivery_mode=2,
-                    content_type="application/json",
-                    expiration=str(delay),
-                    headers={**headers, "x-attempt": attempt + 1},
-                ),
-            )
+            try:
+                # The channel confirms publishes: the job is acknowledged only once its
+                # copy is safely on the retry queue.
+                channel.basic_publish(
+                    exchange="",
+                    routing_key=RETRY,
+                    body=body,
+                    properties=pika.BasicProperties(
+                        delivery_mode=2,
+                        content_type="application/json",
+                        expiration=str(delay),
+                        headers={**headers, "x-attempt": attempt + 1},
+                    ),
+                    mandatory=True,
+                )
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as refused:
+                # Hand the job back rather than lose it; the queue's delivery limit
+                # dead-letters it should the retry queue keep refusing.
+                log.error("the retry queue refused a job (%s); handing it back", refused)
+                self._outcome("requeued")
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                return
             self._outcome("retried")
             channel.basic_ack(method.delivery_tag)
             return
@@ -118,10 +137,15 @@ class Worker:
             conn = None
             try:
                 conn = connect(self.settings.queue_url)
+                declare_topology(conn)
                 channel = conn.channel()
-                declare_topology(channel)
-                channel.basic_qos(prefetch_count=20)
-                channel.basic_consume(queue=JOBS, on_message_callback=self._on_message)
+                channel.confirm_delivery()
+                channel.basic_qos(prefetch_count=PREFETCH)
+                # Manual acknowledgement: a job is acked only after it was handled (or
+                # parked on the retry queue), so a worker that dies loses none.
+                channel.basic_consume(
+                    queue=JOBS, on_message_callback=self._on_message, auto_ack=False
+                )
                 backoff = 0.5
                 next_depth = 0.0
                 while not self._stop.is_set():
@@ -153,8 +177,8 @@ def dead_letters(url: str) -> int:
     """How many jobs sit in the dead-letter queue."""
     conn = connect(url)
     try:
+        declare_topology(conn)
         channel = conn.channel()
-        declare_topology(channel)
         return int(channel.queue_declare(queue=DLQ, passive=True).method.message_count)
     finally:
         conn.close()

@@ -408,6 +408,37 @@ _HPA_MIN_LE_MAX = cel(
 Replicas = Annotated[int, Field(ge=0, le=1_000)]
 
 
+class HpaScalingPolicy(ApiModel):
+    """autoscaling/v2 HPAScalingPolicy: change by at most `value` pods or percent of the
+    current replicas within `periodSeconds`."""
+
+    type: Literal["Pods", "Percent"]
+    value: Annotated[int, Field(ge=1, le=1_000)]
+    period_seconds: Annotated[int, Field(ge=1, le=1_800)]
+
+
+class HpaScalingRules(ApiModel):
+    """autoscaling/v2 HPAScalingRules for one direction; unset fields keep the operator's
+    defaults (see HpaBehavior)."""
+
+    stabilization_window_seconds: Annotated[int, Field(ge=0, le=3_600)] | None = None
+    """How far back the HPA looks for a higher (scaling down) or lower (scaling up)
+    recommendation before it acts."""
+    select_policy: Literal["Max", "Min", "Disabled"] | None = None
+    """Which policy wins when several apply; Disabled stops scaling in this direction."""
+    policies: Annotated[list[HpaScalingPolicy], Field(min_length=1, max_length=10)] | None = None
+    """Replace the default policies of this direction (the list as a whole)."""
+
+
+class HpaBehavior(ApiModel):
+    """The HPAs' spec.behavior. By default they scale up at once (no stabilization
+    window; per 15 s at most +100% or +4 pods, whichever is more) and down slowly (a
+    300 s window; at most -50% per 60 s)."""
+
+    scale_up: HpaScalingRules | None = None
+    scale_down: HpaScalingRules | None = None
+
+
 class Hpa(ApiModel):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_HPA_MIN_LE_MAX]})
 
@@ -416,6 +447,9 @@ class Hpa(ApiModel):
     target_cpu_utilization_percentage: Annotated[int, Field(ge=1, le=100)] | None = Field(
         default=None, alias="targetCPUUtilizationPercentage"
     )
+    behavior: HpaBehavior | None = None
+    """How fast the HPAs of this phase scale up and down; each direction's fields
+    override the defaults one by one."""
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Hpa:

@@ -32,7 +32,44 @@ from .owed import MAX_OWED_INVALIDATIONS, OwedInvalidations
 
 log = logging.getLogger(__name__)
 
-CACHE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+# A cluster client raises RedisClusterException, which is not a RedisError, when no
+# node it knows answers (all of a cluster's pods replaced at once, say).
+CACHE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
+
+
+class ClusterClient:
+    """A RedisCluster made on first use: its constructor asks the URL's node for the
+    cluster's layout and raises when no node answers, and an app must start (and serve
+    from its database) while its cache is still forming. Until one is made, each use
+    tries again and raises what the constructor raised."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    # The URL names one startup node; the client discovers the rest.
+                    self._client = RedisCluster.from_url(
+                        self._url,
+                        socket_timeout=self._timeout,
+                        socket_connect_timeout=self._timeout,
+                    )
+                client = self._client
+        return getattr(client, name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 class Cache:
@@ -75,10 +112,7 @@ class Cache:
         self._closed = False
         self.client: Any
         if cluster:
-            # The URL names one startup node; the client discovers the rest.
-            self.client = RedisCluster.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            self.client = ClusterClient(url, timeout)
         else:
             self.client = redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout

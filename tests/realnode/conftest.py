@@ -11,13 +11,18 @@ names), so `kube`, `kubectl` and `namespace` talk to the real node's cluster.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
 from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab import images
+from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.realshop import running_operator
+from phaseshift.lab.wait import wait_for
 
 TEST_IMAGES = ("sample-app",)
 
@@ -59,3 +64,39 @@ def kubectl(cluster: local_cluster.LocalCluster) -> local_cluster.Kubectl:
 @pytest.fixture(scope="session")
 def sample_app_image() -> str:
     return images.reference("sample-app")
+
+
+@pytest.fixture
+def operator(
+    cluster: local_cluster.LocalCluster, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    with running_operator(cluster, namespace, tmp_path) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def module_namespace(kube: client.ApiClient) -> Iterator[str]:
+    """A namespace for the tests of one module that share one plan."""
+    core = client.CoreV1Api(kube)
+    name = f"m-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: core.list_namespaced_service_account(name).items,
+        timeout=30,
+        poll=0.1,
+        what=f"namespace {name}'s default ServiceAccount",
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def module_operator(
+    cluster: local_cluster.LocalCluster,
+    module_namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    with running_operator(
+        cluster, module_namespace, tmp_path_factory.mktemp("operator")
+    ) as process:
+        yield process

@@ -9,100 +9,29 @@ without any metrics). Sizes come from examples/laptop.yaml where a phase needs t
 from __future__ import annotations
 
 import json
-import subprocess
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from integration.plans import PLAN, plan_body
 
-from phaseshift.api import GROUP, PLURAL
-from phaseshift.imagemap import ENV_MAP, format_image_map
-from phaseshift.lab import images
-from phaseshift.lab.cluster import Kubectl, LocalCluster, install_crd, load_images
+from phaseshift.lab.cluster import Kubectl, LocalCluster, load_images
 from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.realshop import (
+    PLAN,
+    app_metric,
+    apply_plan,
+    laptop_sizes,
+    phase_images,
+    pinned_plan,
+    pod_metric,
+    psql,
+    request,
+    served,
+    service_url,
+    settled,
+)
 from phaseshift.lab.wait import wait_for
+from phaseshift.render.postgres import EXPORTER_PORT
 
 pytestmark = pytest.mark.integration
-
-# Nothing answers here: the plan's phase comes from minPhase/maxPhase, not from metrics.
-NO_PROMETHEUS = "http://127.0.0.1:9"
-
-
-def phase_images(*components: str) -> list[str]:
-    names = images.component_image_names()
-    return sorted({names[c] for c in components})
-
-
-@pytest.fixture
-def operator(
-    cluster: LocalCluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[OperatorProcess]:
-    install_crd(cluster.kubeconfig)
-    monkeypatch.setenv(ENV_MAP, format_image_map(images.component_images()))
-    process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path)
-    process.start()
-    yield process
-    # Plans carry the operator's finalizer: delete them while the operator still runs.
-    kubectl = ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
-    subprocess.run(
-        [*kubectl, "delete", f"{PLURAL}.{GROUP}", "--all", "--timeout=120s"],
-        capture_output=True,
-        check=False,
-    )
-    process.stop()
-
-
-def pinned_plan(phase: int, **spec: Any) -> dict[str, Any]:
-    body = plan_body(NO_PROMETHEUS, minPhase=phase, maxPhase=phase)
-    body["spec"].update(spec)
-    return body
-
-
-def apply_plan(kubectl: Kubectl, namespace: str, body: dict[str, Any]) -> None:
-    kubectl("-n", namespace, "apply", "--server-side", "-f", "-", input=json.dumps(body))
-
-
-def settled(kubectl: Kubectl, namespace: str, phase: int) -> dict[str, Any] | None:
-    plan = json.loads(
-        kubectl("-n", namespace, "get", f"{PLURAL}.{GROUP}", PLAN, "-o", "json").stdout
-    )
-    status = plan.get("status") or {}
-    ready = any(
-        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
-    )
-    if status.get("phase") == phase and not status.get("transition") and ready:
-        return status
-    return None
-
-
-def service_url(kubectl: Kubectl, namespace: str, name: str, port_index: int = 0) -> str:
-    """The Service's ClusterIP, reachable from the node itself through kube-proxy."""
-    service = json.loads(kubectl("-n", namespace, "get", "service", name, "-o", "json").stdout)
-    port = service["spec"]["ports"][port_index]["port"]
-    return f"http://{service['spec']['clusterIP']}:{port}"
-
-
-def served(url: str) -> Any:
-    """Waits until the Service answers: kube-proxy programs a new endpoint a moment after
-    the pod is Ready, and until then the Service refuses connections."""
-    return wait_for(
-        lambda: request("GET", f"{url}/readyz"),
-        timeout=60,
-        what=f"{url} to answer",
-        retry_on=(OSError,),
-    )
-
-
-def request(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as response:
-        return json.load(response)
 
 
 def test_phase_1_serves_crud_from_sqlite_and_keeps_its_data_across_a_pod_deletion(
@@ -149,38 +78,6 @@ def test_phase_1_serves_crud_from_sqlite_and_keeps_its_data_across_a_pod_deletio
     assert request("GET", f"{url}/items/{item['id']}")["price_cents"] == 1999
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def laptop_sizes() -> dict[str, Any]:
-    """The sizes of examples/laptop.yaml (everything but its metrics and policy)."""
-    import yaml
-
-    spec = yaml.safe_load((REPO_ROOT / "examples" / "laptop.yaml").read_text())["spec"]
-    return {key: value for key, value in spec.items() if key not in ("metrics", "policy", "app")}
-
-
-def psql(kubectl: Kubectl, namespace: str, pod: str, sql: str) -> str:
-    """A query as the database owner over the pod's own socket (trusted locally)."""
-    return str(
-        kubectl(
-            "-n", namespace, "exec", pod, "-c", "postgres", "--",
-            "psql", "--host=/var/run/postgresql", "--username=app", "--dbname=app",
-            "--tuples-only", "--no-align", "-c", sql,
-        ).stdout.strip()
-    )  # fmt: skip
-
-
-def app_metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
-
-
 def test_phase_2_replicates_to_its_read_replica_and_caches_in_redis(
     cluster: LocalCluster, kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -219,6 +116,16 @@ def test_phase_2_replicates_to_its_read_replica_and_caches_in_redis(
         kubectl, namespace, f"{PLAN}-postgres-0", "select state from pg_stat_replication"
     )
     assert "streaming" in senders.split()
+    # The exporter beside the replica exports its lag; streaming, it stays small.
+    wait_for(
+        lambda: pod_metric(kubectl, namespace, replica, EXPORTER_PORT, "pg_standby_streaming") == 1,
+        timeout=120,
+        poll=2,
+        what="the replica's exporter to report it streaming",
+    )
+    lag = pod_metric(kubectl, namespace, replica, EXPORTER_PORT, "pg_standby_lag_seconds")
+    assert lag is not None and lag >= 0
+    assert pod_metric(kubectl, namespace, replica, EXPORTER_PORT, "pg_standby_is_replica") == 1
 
     # Repeated reads are served from Redis: the app counts hits, Redis counts keyspace hits.
     before = app_metric(url, "cache_hits_total")

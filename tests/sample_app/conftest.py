@@ -486,6 +486,22 @@ class RabbitMQ:
             stop_process(self.proc, signal.SIGTERM, grace=60)
             self.proc = None
 
+    def ctl(self, *args: str) -> str:
+        """rabbitmqctl against this node (as the rabbitmq user, who owns its cookie)."""
+        done = subprocess.run(
+            ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.env["RABBITMQ_NODENAME"], *args],
+            env=self.env,
+            cwd=self.root,
+            user="rabbitmq",
+            group="rabbitmq",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr[-2000:]}")
+        return done.stdout
+
     def purge(self) -> None:
         import pika
 
@@ -530,13 +546,18 @@ def rabbitmq() -> Iterator[RabbitMQ]:
         "ERL_EPMD_PORT": str(epmd_port),
     }
     server = RabbitMQ(port, root, env)
-    server.start()
-    yield server
-    server.stop()
-    # The broker started a private epmd on its own port; stop just that one.
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(["epmd", "-port", str(epmd_port), "-kill"], capture_output=True, timeout=10)
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        # The broker started a private epmd on its own port (even when it then failed to
+        # start); stop just that one.
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["epmd", "-port", str(epmd_port), "-kill"], capture_output=True, timeout=10
+            )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

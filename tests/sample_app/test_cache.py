@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Collection
 
 import redis
-from conftest import PgDb, RedisServer, eventually
+from conftest import PgDb, RedisServer, eventually, free_port
 from sampleapp_helpers import client, metric, new_user
 
 from sample_app.cache import Cache, owner_items_key, user_key
@@ -233,3 +233,49 @@ def test_an_invalidation_owed_again_during_a_delivery_stays_owed(
     cache.get("x")
     assert owed() == 0
     cache.close()
+
+
+def test_a_redis_cluster_wholly_down_degrades_to_the_database_and_is_used_again(
+    pg_db: PgDb, redis_cluster: list[RedisServer]
+) -> None:
+    with client(
+        DATABASE_URL=pg_db.primary_url, REDIS_URL=redis_cluster[0].url, REDIS_CLUSTER="true"
+    ) as c:
+        owner = new_user(c)
+        c.post("/items", json={"owner": owner, "name": "before"})
+        assert c.get(f"/users/{owner}").status_code == 200
+        try:
+            for node in redis_cluster:
+                node.stop()
+            # Every node gone, as when all the cluster's pods are deleted at once: the
+            # app serves from PostgreSQL.
+            assert c.post("/items", json={"owner": owner, "name": "during"}).status_code == 201
+            assert c.get(f"/users/{owner}").json()["item_count"] == 2
+            listed = c.get("/items", params={"owner": owner}).json()["items"]
+            assert {i["name"] for i in listed} == {"before", "during"}
+            assert metric(c, "cache_up") == 0
+        finally:
+            for node in redis_cluster:
+                node.start()
+
+        def formed_and_used() -> bool:
+            assert c.get(f"/users/{owner}").json()["item_count"] == 2
+            return metric(c, "cache_up") == 1 and metric(c, "cache_errors_total") > 0
+
+        eventually(formed_and_used, timeout=30)
+        hits = metric(c, "cache_hits_total")
+        for _ in range(3):
+            assert c.get(f"/users/{owner}").json()["item_count"] == 2
+        assert metric(c, "cache_hits_total") > hits
+
+
+def test_an_app_starts_while_its_redis_cluster_cannot_be_reached(pg_db: PgDb) -> None:
+    with client(
+        DATABASE_URL=pg_db.primary_url, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        REDIS_CLUSTER="true",
+    ) as c:  # fmt: skip
+        assert c.get("/readyz").status_code == 200
+        owner = new_user(c)
+        assert c.post("/items", json={"owner": owner, "name": "x"}).status_code == 201
+        assert c.get(f"/users/{owner}").json()["item_count"] == 1
+        assert metric(c, "cache_up") == 0

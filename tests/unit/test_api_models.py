@@ -122,6 +122,23 @@ def test_quantities_accept_integers_like_core_kubernetes() -> None:
             "spec.overrides[0].hpa",
         ),
         ({"overrides": [{"phase": 2}, {"phase": 2}]}, "spec.overrides"),
+        (
+            {"overrides": [{"phase": 3, "hpa": {"behavior": {"scaleUp": {"policies": []}}}}]},
+            "spec.overrides[0].hpa.behavior.scaleUp.policies",
+        ),
+        (
+            {
+                "overrides": [
+                    {
+                        "phase": 3,
+                        "hpa": {
+                            "behavior": {"scaleDown": {"policies": [{"type": "Nodes", "value": 1}]}}
+                        },
+                    }
+                ]
+            },
+            "spec.overrides[0].hpa.behavior.scaleDown.policies[0].type",
+        ),
         ({"mesh": {"provider": "Consul"}}, "spec.mesh.provider"),
     ],
 )

@@ -66,6 +66,11 @@ def node_bin_dir() -> Path:
     return cache_root() / "bin" / name
 
 
+def prometheus_bin_dir() -> Path:
+    """The Prometheus of manifests/ on the real node (`tools/build.sh prometheus`)."""
+    return cache_root() / "bin" / f"prometheus-{pinned_versions()['PROMETHEUS_VERSION']}"
+
+
 def kafka_dir() -> Path:
     """Where tools/kafka.sh puts the Kafka broker's jars (lib/*.jar)."""
     return cache_root() / f"kafka-{pinned_versions()['KAFKA_VERSION']}"
@@ -108,7 +113,7 @@ def _ensure(target: str, directory: Path, components: tuple[str, ...]) -> Path:
     if result.returncode != 0 or absent:
         raise BinariesMissing(
             f"could not build {', '.join(absent)} with {script} {target} (exit {result.returncode}); "
-            "it needs Go >= 1.25 and the Go module proxy — run it by hand to see why"
+            "it needs Go >= 1.26 and the Go module proxy — run it by hand to see why"
         )
     return directory
 
@@ -122,3 +127,8 @@ def ensure_built() -> Path:
 def ensure_node_built() -> Path:
     """Returns the real node's binary directory, building what is missing."""
     return _ensure("node", node_bin_dir(), NODE_COMPONENTS)
+
+
+def ensure_prometheus_built() -> Path:
+    """Returns the directory of the Prometheus binary, building it when missing."""
+    return _ensure("prometheus", prometheus_bin_dir(), ("prometheus",))

@@ -360,6 +360,13 @@ def _check_real_node_possible(cluster: LocalCluster) -> None:
             f"cluster {other!r} already runs a real node on this machine (one at most: the "
             f"kubelet owns host-wide paths); stop it with `phaseshift cluster down --name {other}`"
         )
+    # A crashed node's processes are gone, so whatever holds these ports is not its.
+    taken = node.taken_ports()
+    if taken:
+        raise ClusterError(
+            f"the real node's ports {', '.join(map(str, taken))} are already in use "
+            "(kubelet 10250/10248, kube-proxy 10249/10256); stop what listens there"
+        )
     for crashed in node.crashed_nodes(clusters_dir, cluster.name):
         # Its bridge would claim the same subnet as the new one: clear what is left of it.
         print(f"clearing the real node that cluster {crashed!r} left behind", file=sys.stderr)
@@ -369,12 +376,6 @@ def _check_real_node_possible(cluster: LocalCluster) -> None:
             shutil.rmtree(left.node_paths.home, ignore_errors=True)
         else:
             down(crashed)
-    taken = node.taken_ports()
-    if taken:
-        raise ClusterError(
-            f"the real node's ports {', '.join(map(str, taken))} are already in use "
-            "(kubelet 10250/10248, kube-proxy 10249/10256); stop what listens there"
-        )
 
 
 def _ensure_node_images() -> None:

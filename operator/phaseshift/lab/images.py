@@ -173,7 +173,7 @@ def image_set() -> dict[str, Image]:
         Image("jre", "17", base="debian"),
         Image("kafka", pinned["KAFKA_VERSION"], base="jre", extras=_kafka_extras),
         Image("nginx", "1.22", base="debian"),
-        Image("prometheus", "2.42.0", base="debian"),
+        Image("prometheus", pinned["PROMETHEUS_VERSION"], base="debian", extras=_prometheus_extras),
         Image("coredns", pinned["COREDNS_VERSION"], base="debian", extras=_node_extras("coredns")),
         Image(
             "metrics-server",
@@ -473,6 +473,14 @@ def _node_extras(binary: str) -> Extras:
         return {binary: path}
 
     return extras
+
+
+def _prometheus_extras(prepare: bool) -> dict[str, Path]:
+    directory = binaries.ensure_prometheus_built() if prepare else binaries.prometheus_bin_dir()
+    path = directory / "prometheus"
+    if not path.is_file():
+        raise InputsMissing(f"prometheus is not built yet ({path}; tools/build.sh prometheus)")
+    return {"prometheus": path}
 
 
 def _pause_extras(prepare: bool) -> dict[str, Path]:

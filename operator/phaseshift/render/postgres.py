@@ -6,8 +6,11 @@ The pods use the image only for its binaries (`postgres`, `initdb`, `pg_ctl`, `p
 the app's database and the replication role, and the server starts as
 `postgres -D PGDATA` with postgresql.conf and pg_hba.conf from a ConfigMap. Replicas
 clone the primary with `pg_basebackup -R` instead, which leaves standby.signal and
-primary_conninfo behind, so the same command then starts a hot standby. Shards are
-independent primaries in one StatefulSet, one pod per shard.
+primary_conninfo behind, so the same command then starts a hot standby. Each replica
+streams through a physical replication slot named after its pod, so the primary keeps
+the WAL it has not received (up to a cap), and a replica whose data can no longer resume
+(its slot lost or gone, or a primary initialised anew) clones the primary again. Shards are
+independent primaries in one StatefulSet, one pod per shard, without replicas.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
     empty_dir,
+    env_from_pod,
     env_from_secret,
     exec_probe,
     pod_security,
     pod_template,
     resources,
 )
+from phaseshift.render.quantity import memory_bytes
 from phaseshift.render.scope import LABEL_SERVICE, Scope
 from phaseshift.render.service import port, service
 from phaseshift.render.sizing import app_replicas, autoscale, read_replicas, shards
@@ -48,6 +53,7 @@ PGDATA = f"{DATA}/pgdata"
 CONFIG_DIR = "/etc/phaseshift/postgres"
 SOCKETS = "/var/run/postgresql"
 EXPORTER_PORT = 9187
+EXPORTER_QUERIES = "exporter-queries.yaml"
 
 _POSTGRESQL_CONF = f"""# Read through `postgres -c config_file=...`: the copies initdb and pg_basebackup leave
 # in the data directory are not used (postgresql.auto.conf there still is).
@@ -58,9 +64,15 @@ max_connections = {{max_connections}}
 shared_buffers = {{shared_buffers}}MB
 password_encryption = scram-sha-256
 wal_level = replica
-max_wal_senders = 10
-# Keeps enough WAL for a replica that restarts to catch up without a new clone.
-wal_keep_size = 512MB
+max_wal_senders = {{wal_senders}}
+max_replication_slots = {{wal_senders}}
+# Each replica streams through a physical slot named after its pod, which keeps the WAL
+# it has not received yet, but at most this much: past it the slot is lost (wal_status
+# 'lost'), the WAL goes, and the replica clones the primary again on its next start. A
+# replica scaled away leaves its slot (and its volume, for scaling back up) behind; the
+# slot pins at most this much WAL, and every slot pins the same WAL, so the primary
+# keeps at most this much for all of them together.
+max_slot_wal_keep_size = {{slot_wal_keep}}MB
 hot_standby = on
 log_destination = 'stderr'
 logging_collector = off
@@ -85,6 +97,10 @@ CONNECTION_HEADROOM = 10 + 3
 MIN_CONNECTIONS = 100
 # shared_buffers: a quarter of the memory request, at most PostgreSQL's default 128MB.
 MAX_SHARED_BUFFERS_MB = 128
+# PostgreSQL's default max_wal_senders and max_replication_slots; never fewer.
+MIN_WAL_SENDERS = 10
+# max_slot_wal_keep_size: this share of the volume at most is WAL kept for replicas.
+SLOT_WAL_SHARE = 4
 
 
 def _surge(replicas: int) -> int:
@@ -124,6 +140,27 @@ def max_connections(scope: Scope) -> int:
     return max(MIN_CONNECTIONS, clients * APP_POOL_SIZE + CONNECTION_HEADROOM)
 
 
+def wal_senders(scope: Scope) -> int:
+    """max_wal_senders and max_replication_slots, for every phase the plan may reach (a
+    restart to change, and standbys need the primary's value): a replica streams through
+    one sender and one slot, and a clone takes a second sender while pg_basebackup copies.
+    Twice the most replicas also leaves room for the slots of replicas scaled away: a
+    primary holding more slots than max_replication_slots does not start."""
+    top = max(scope.phase, scope.plan.spec.policy.max_phase)
+    most = max(
+        read_replicas(Scope(scope.plan, number, scope.ctx))
+        for number, phase in PHASES.items()
+        if number <= top and phase.database.postgres
+    )
+    return max(MIN_WAL_SENDERS, 2 * most)
+
+
+def slot_wal_keep_mb(scope: Scope) -> int:
+    """max_slot_wal_keep_size: a quarter of the volume (the same in every phase)."""
+    volume_mib = memory_bytes(components.storage(scope, "postgres")) // 2**20
+    return max(64, volume_mib // SLOT_WAL_SHARE)
+
+
 def shared_buffers_mb(scope: Scope) -> int:
     smallest = min(
         components.memory_request_mib(components.size(scope, key))
@@ -134,7 +171,10 @@ def shared_buffers_mb(scope: Scope) -> int:
 
 def postgresql_conf(scope: Scope) -> str:
     return _POSTGRESQL_CONF.format(
-        max_connections=max_connections(scope), shared_buffers=shared_buffers_mb(scope)
+        max_connections=max_connections(scope),
+        shared_buffers=shared_buffers_mb(scope),
+        wal_senders=wal_senders(scope),
+        slot_wal_keep=slot_wal_keep_mb(scope),
     )
 
 
@@ -169,17 +209,90 @@ pg_ctl --pgdata="$new" --wait --mode=fast stop
 mv "$new" "$PGDATA"
 """
 
-# A replica's first start: the same build-aside, from a copy of the primary.
+# A replica's start. Data that can resume streaming starts as a standby: the primary is
+# the one it was cloned from (the same system identifier) and still holds the replica's
+# slot with its WAL (wal_status not 'lost'). Otherwise (or with no data) the replica
+# clones the primary again, through a new slot, with the same build-aside as initdb's. An
+# unreachable primary decides nothing: the standby starts on the data it has and serves
+# reads, streaming again once the primary is back.
 _CLONE_SCRIPT = """set -eu
+slot=$(printf '%s' "$POD_NAME" | tr -c 'a-z0-9' '_' | cut -c1-63)
+on_primary() {{
+  psql "host=$PRIMARY_HOST user={user} dbname=postgres connect_timeout=10" \\
+    -X -A -t -q -v ON_ERROR_STOP=1 -c "$1"
+}}
 if [ -s "$PGDATA/PG_VERSION" ]; then
-  echo "data directory present; starting as a standby"
-  exit 0
+  status=0
+  state=$(on_primary "SELECT system_identifier || ' ' || coalesce((SELECT wal_status
+    FROM pg_replication_slots WHERE slot_name = '$slot'), 'missing')
+    FROM pg_control_system()") || status=$?
+  if [ "$status" -eq 2 ]; then
+    echo "primary unreachable; starting as a standby on the data present"
+    exit 0
+  fi
+  [ "$status" -eq 0 ] || exit "$status"
+  ours=$(LC_ALL=C pg_controldata "$PGDATA" | sed -n 's/^Database system identifier: *//p')
+  theirs=${{state% *}}
+  wal=${{state#* }}
+  if [ "$theirs" = "$ours" ] && [ "$wal" != missing ] && [ "$wal" != lost ]; then
+    echo "data directory present; resuming as a standby on slot $slot ($wal)"
+    exit 0
+  fi
+  echo "data cannot resume (system $ours, primary $theirs, slot $slot $wal); cloning again"
 fi
 new="$PGDATA.new"
 rm -rf "$PGDATA" "$new"
-pg_basebackup --host="$PRIMARY_HOST" --username={user} --pgdata="$new" \\
-  --wal-method=stream --write-recovery-conf --checkpoint=fast
+# A slot of this name left by an earlier copy holds none of the WAL this copy needs.
+on_primary "SELECT pg_terminate_backend(active_pid, 10000) FROM pg_replication_slots
+  WHERE slot_name = '$slot' AND active_pid IS NOT NULL" >/dev/null
+on_primary "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+  WHERE slot_name = '$slot'" >/dev/null
+on_primary "SELECT pg_create_physical_replication_slot('$slot', true)" >/dev/null
+# application_name goes into primary_conninfo too: the primary's pg_stat_replication
+# then names each standby after its slot.
+pg_basebackup --host="$PRIMARY_HOST" --username={user} --dbname="application_name=$slot" \\
+  --pgdata="$new" --wal-method=stream --slot="$slot" --write-recovery-conf --checkpoint=fast
 mv "$new" "$PGDATA"
+"""
+
+
+def slot_name(pod: str) -> str:
+    """The replication slot of the replica pod `pod`, as the clone script names it."""
+    return "".join(c if c.isascii() and (c.islower() or c.isdigit()) else "_" for c in pod)[:63]
+
+
+# Beside the exporter's own metrics (on a primary: each standby's byte lag in
+# pg_stat_replication_pg_wal_lsn_diff by application_name, the standby's slot name; each
+# slot's retained WAL in pg_replication_slots_pg_wal_lsn_diff), a standby's own view of
+# its lag. Named pg_standby:
+# newer exporters' replication collector exports pg_replication_lag_seconds itself, which
+# a query of the same name would collide with.
+EXPORTER_QUERIES_YAML = """pg_standby:
+  query: |
+    SELECT pg_is_in_recovery()::int AS is_replica,
+      CASE WHEN NOT pg_is_in_recovery() THEN 0
+        WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+        ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))
+      END AS lag_seconds,
+      coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)
+        AS replay_lag_bytes,
+      (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming
+  master: true
+  metrics:
+    - is_replica:
+        usage: GAUGE
+        description: 1 on a standby, 0 on a primary
+    - lag_seconds:
+        usage: GAUGE
+        description: >-
+          Seconds since the primary committed the last transaction this standby replayed,
+          0 when it has replayed all the WAL it received (an idle primary is no lag)
+    - replay_lag_bytes:
+        usage: GAUGE
+        description: WAL this standby received but has not replayed yet, in bytes
+    - streaming:
+        usage: GAUGE
+        description: 1 while this standby streams WAL from its primary
 """
 
 
@@ -251,7 +364,10 @@ def _exporter_container(scope: Scope) -> dict[str, Any]:
         "name": "exporter",
         "image": scope.image("postgres-exporter"),
         "command": ["/bin/postgres_exporter"],
-        "args": [f"--web.listen-address=:{EXPORTER_PORT}"],
+        "args": [
+            f"--web.listen-address=:{EXPORTER_PORT}",
+            f"--extend.query-path={CONFIG_DIR}/{EXPORTER_QUERIES}",
+        ],
         # The exporter's own settings (not an image's convention).
         "env": [
             {
@@ -264,6 +380,7 @@ def _exporter_container(scope: Scope) -> dict[str, Any]:
         "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
         "resources": resources(components.size(scope, "exporter")),
         "securityContext": container_security(),
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
     }
 
 
@@ -304,6 +421,7 @@ def _clone_container(scope: Scope, size_key: str) -> dict[str, Any]:
         "env": [
             {"name": "PGDATA", "value": PGDATA},
             {"name": "PRIMARY_HOST", "value": rw_host(scope)},
+            env_from_pod("POD_NAME", "metadata.name"),
             env_from_secret("PGPASSWORD", cred.secret_name(scope), cred.REPLICATION_KEY),
         ],
         "resources": resources(components.size(scope, size_key)),
@@ -337,7 +455,11 @@ def _statefulset(
         metrics_port=EXPORTER_PORT,
         meshed=False,
         extra_labels={LABEL_SERVICE: "postgres"} if governing == PEERS else None,
-        annotations={ANNOTATION_CONFIG_HASH: content_hash(postgresql_conf(scope), PG_HBA_CONF)},
+        annotations={
+            ANNOTATION_CONFIG_HASH: content_hash(
+                postgresql_conf(scope), PG_HBA_CONF, EXPORTER_QUERIES_YAML
+            )
+        },
     )
     return data_statefulset(
         scope,
@@ -357,7 +479,11 @@ def _config(scope: Scope) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": scope.metadata(CONFIG, COMPONENT),
-        "data": {"postgresql.conf": postgresql_conf(scope), "pg_hba.conf": PG_HBA_CONF},
+        "data": {
+            "postgresql.conf": postgresql_conf(scope),
+            "pg_hba.conf": PG_HBA_CONF,
+            EXPORTER_QUERIES: EXPORTER_QUERIES_YAML,
+        },
     }
 
 

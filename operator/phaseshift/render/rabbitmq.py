@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import COMPONENT_SIZES, Queue
+from phaseshift.catalog import Queue
 from phaseshift.render import components
 from phaseshift.render import credentials as cred
 from phaseshift.render.encoding import content_hash
@@ -93,6 +93,31 @@ def setup_script() -> str:
     return _SETUP
 
 
+# Quorum queues take their members from the cluster's nodes when they are declared, and
+# RabbitMQ 3.10 adds none later: a queue declared before this node joined (the app
+# connects as soon as one node answers) would never have a copy here. Once the node
+# runs, it adds itself to every quorum queue that lacks it, and again one and five
+# minutes later for declarations that raced its join.
+_START = """set -eu
+grow() {
+  until rabbitmq-queues grow "$RABBITMQ_NODENAME" all --errors-only >/dev/null 2>&1; do
+    sleep 15
+  done
+  echo "quorum queues have a member on $RABBITMQ_NODENAME"
+  for later in 60 240; do
+    sleep "$later"
+    rabbitmq-queues grow "$RABBITMQ_NODENAME" all --errors-only || true
+  done
+}
+grow &
+exec rabbitmq-server
+"""
+
+
+def start_script() -> str:
+    return _START
+
+
 def _mounts() -> list[dict[str, Any]]:
     return [{"name": "data", "mountPath": HOME}, {"name": "conf", "mountPath": CONF_DIR}]
 
@@ -100,10 +125,11 @@ def _mounts() -> list[dict[str, Any]]:
 def _statefulset(scope: Scope) -> dict[str, Any]:
     secret = cred.secret_name(scope)
     check = ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]
+    size = components.size(scope, "rabbitmq")
     rabbitmq = {
         "name": "rabbitmq",
         "image": scope.image("rabbitmq"),
-        "command": ["rabbitmq-server"],
+        "command": ["sh", "-c", start_script()],
         # RabbitMQ's own settings (rabbitmq-env), so no default of a packaging applies:
         # the data directory, the files the initContainer wrote, and logs on stdout.
         "env": [
@@ -128,7 +154,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "livenessProbe": exec_probe(
             ["rabbitmq-diagnostics", "-q", "status"], period=30, failures=6
         ),
-        "resources": resources(components.size(scope, "rabbitmq")),
+        "resources": resources(size),
         # Erlang and the plugins may write below the install tree (crash dumps, expanded
         # plugins); the root filesystem stays writable for them.
         "securityContext": container_security(read_only_root=False),
@@ -139,7 +165,8 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "image": scope.image("rabbitmq"),
         "command": ["sh", "-c", setup_script()],
         "env": [env_from_secret("RABBITMQ_PASSWORD", secret, cred.RABBITMQ_KEY)],
-        "resources": resources(COMPONENT_SIZES["job"]),
+        # The node's own size: a larger init container would raise the pod's request.
+        "resources": resources(size),
         "securityContext": container_security(),
         "volumeMounts": [
             *_mounts(),

@@ -101,6 +101,53 @@ redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes
 """
 
 
+# A cluster node's start. Peers gossip by IP, and every pod comes back with a new one, so
+# a node that already belonged to a formed cluster (nodes.conf names more than itself)
+# meets each peer again at the address its DNS name has now: a node answering with a
+# known ID takes its new address, and a cluster whose pods were all replaced at once
+# forms again. A peer counts as rejoined only when it answers at that address: for a
+# while after the pods are replaced, DNS may still give old addresses, which nodes.conf
+# lists as connected until gossip finds them gone. The watch goes on for the pod's life
+# (every 30 s once whole), so a later change of address is met too. A node that never
+# joined (nodes.conf names only itself) waits for the init Job, which needs it empty.
+_START_CLUSTER_NODE = """set -eu
+self="$POD_NAME.{peers}"
+rejoin() {{
+  until redis-cli ping 2>/dev/null | grep -q PONG; do sleep 1; done
+  whole=0
+  while :; do
+    missing=0
+    for host in {hosts}; do
+      [ "$host" = "$self" ] && continue
+      ip=$(getent hosts "$host" | awk '{{print $1}}') || true
+      if [ -z "$ip" ] || ! timeout 2 redis-cli -h "$ip" ping 2>/dev/null | grep -q PONG; then
+        missing=1; continue
+      fi
+      if ! redis-cli cluster nodes | grep -w connected | grep -qF " $ip:6379@"; then
+        missing=1
+        redis-cli cluster meet "$ip" 6379 >/dev/null 2>&1 || true
+      fi
+    done
+    if [ "$missing" = 0 ] && redis-cli cluster info | grep -q '^cluster_state:ok'; then
+      [ "$whole" = 1 ] || echo "every peer connected at its current address"
+      whole=1; sleep 30
+    else
+      whole=0; sleep 3
+    fi
+  done
+}}
+if [ -s /data/nodes.conf ] && [ "$(grep -cv '^vars' /data/nodes.conf)" -gt 1 ]; then
+  rejoin &
+fi
+exec redis-server /etc/redis/redis.conf --cluster-announce-hostname "$self"
+"""
+
+
+def start_cluster_node(scope: Scope) -> str:
+    hosts = _cluster_hosts(scope)
+    return _START_CLUSTER_NODE.format(peers=scope.name(PEERS), hosts=" ".join(hosts))
+
+
 def url(scope: Scope) -> str:
     if scope.catalog.cache.redis_cluster:
         return f"redis://{scope.name(CLUSTER)}:6379"
@@ -116,12 +163,14 @@ def _ping() -> dict[str, Any]:
     return exec_probe(["redis-cli", "ping"], period=5)
 
 
-def _redis_container(scope: Scope, args: list[str], *, cluster: bool) -> dict[str, Any]:
+def _redis_container(
+    scope: Scope, command: list[str], args: list[str], *, cluster: bool
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "redis",
         "image": scope.image("redis"),
-        "command": ["redis-server"],
-        "args": args,
+        "command": command,
+        **({"args": args} if args else {}),
         "ports": [{"name": "redis", "containerPort": 6379}],
         "readinessProbe": _ping(),
         "livenessProbe": _ping(),
@@ -164,7 +213,9 @@ def _pod_spec(scope: Scope, redis: dict[str, Any], volumes: list[dict[str, Any]]
 
 def _single(scope: Scope) -> list[dict[str, Any]]:
     spec = _pod_spec(
-        scope, _redis_container(scope, cache_flags(scope), cluster=False), [empty_dir("data")]
+        scope,
+        _redis_container(scope, ["redis-server"], cache_flags(scope), cluster=False),
+        [empty_dir("data")],
     )
     deployment = {
         "apiVersion": "apps/v1",
@@ -192,13 +243,12 @@ def _single(scope: Scope) -> list[dict[str, Any]]:
 
 
 def _cluster(scope: Scope) -> list[dict[str, Any]]:
-    args = [
-        "/etc/redis/redis.conf",
-        "--cluster-announce-hostname",
-        f"$(POD_NAME).{scope.name(PEERS)}",
-    ]
     volumes = [{"name": "config", "configMap": {"name": scope.name("redis-cluster-config")}}]
-    spec = _pod_spec(scope, _redis_container(scope, args, cluster=True), volumes)
+    spec = _pod_spec(
+        scope,
+        _redis_container(scope, ["sh", "-c", start_cluster_node(scope)], [], cluster=True),
+        volumes,
+    )
     selector = scope.selector(CLUSTER)
     statefulset = {
         "apiVersion": "apps/v1",

@@ -76,8 +76,8 @@ def test_redis_runs_with_every_setting_on_its_command_line(render) -> None:
     conf = find(render(3), "ConfigMap", "shop-redis-cluster-config")["data"]["redis.conf"]
     assert "protected-mode no" in conf.splitlines()
     cluster = dict(_containers(render, 3))["shop-redis-cluster/redis"]
-    assert cluster["command"] == ["redis-server"]
-    assert cluster["args"][0] == "/etc/redis/redis.conf"
+    assert cluster["command"][:2] == ["sh", "-c"]
+    assert "exec redis-server /etc/redis/redis.conf" in cluster["command"][2]
     assert dict(_containers(render, 3))["shop-redis-cluster/exporter"]["command"] == [
         "/redis_exporter"
     ]
@@ -99,7 +99,10 @@ def test_kafka_keeps_its_logs_below_the_mount_point(render) -> None:
 def test_rabbitmq_starts_from_files_its_setup_wrote(render) -> None:
     containers = dict(_containers(render, 3))
     server, setup = containers["shop-rabbitmq/rabbitmq"], containers["shop-rabbitmq/setup"]
-    assert server["command"] == ["rabbitmq-server"]
+    assert server["command"] == ["sh", "-c", rabbitmq.start_script()]
+    # The server is the container's process; the quorum-queue membership step runs beside it.
+    assert rabbitmq.start_script().rstrip().endswith("exec rabbitmq-server")
+    assert 'rabbitmq-queues grow "$RABBITMQ_NODENAME" all' in rabbitmq.start_script()
     env = {e["name"]: e.get("value") for e in server["env"]}
     assert env["RABBITMQ_CONFIG_FILE"] == "/etc/rabbitmq/rabbitmq.conf"
     assert env["HOME"] == "/var/lib/rabbitmq"

@@ -105,6 +105,58 @@ def test_overrides_win_over_the_catalog(render, make_plan) -> None:
     assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 55
 
 
+def test_the_hpa_scales_up_at_once_and_down_slowly(render) -> None:
+    for phase, name in ((3, "shop-app"), (4, "shop-user-service"), (4, "shop-gateway")):
+        behavior = find(render(phase), "HorizontalPodAutoscaler", name)["spec"]["behavior"]
+        up, down = behavior["scaleUp"], behavior["scaleDown"]
+        assert up["stabilizationWindowSeconds"] == 0
+        assert up["selectPolicy"] == "Max"
+        assert {(p["type"], p["value"], p["periodSeconds"]) for p in up["policies"]} == {
+            ("Percent", 100, 15),
+            ("Pods", 4, 15),
+        }
+        assert down["stabilizationWindowSeconds"] == 300
+        assert down["policies"] == [{"type": "Percent", "value": 50, "periodSeconds": 60}]
+
+
+def test_a_behavior_override_changes_only_the_fields_it_sets(render, make_plan) -> None:
+    plan = make_plan(
+        overrides=[
+            {
+                "phase": 3,
+                "hpa": {
+                    "behavior": {
+                        "scaleUp": {"stabilizationWindowSeconds": 30},
+                        "scaleDown": {
+                            "selectPolicy": "Min",
+                            "policies": [
+                                {"type": "Pods", "value": 1, "periodSeconds": 120},
+                                {"type": "Percent", "value": 10, "periodSeconds": 120},
+                            ],
+                        },
+                    }
+                },
+            }
+        ]
+    )
+    behavior = find(render(3, plan), "HorizontalPodAutoscaler", "shop-app")["spec"]["behavior"]
+    default = find(render(3), "HorizontalPodAutoscaler", "shop-app")["spec"]["behavior"]
+    assert behavior["scaleUp"] == {**default["scaleUp"], "stabilizationWindowSeconds": 30}
+    assert behavior["scaleDown"] == {
+        "stabilizationWindowSeconds": 300,
+        "selectPolicy": "Min",
+        "policies": [
+            {"type": "Pods", "value": 1, "periodSeconds": 120},
+            {"type": "Percent", "value": 10, "periodSeconds": 120},
+        ],
+    }
+    # Another phase's HPAs keep the defaults.
+    assert (
+        find(render(4, plan), "HorizontalPodAutoscaler", "shop-gateway")["spec"]["behavior"]
+        == default
+    )
+
+
 def test_spec_app_resources_never_shrink_the_vertical_phase(render, make_plan) -> None:
     plan = make_plan(app={"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}})
     assert containers(_app(render(1, plan)))[0]["resources"]["requests"]["cpu"] == "100m"

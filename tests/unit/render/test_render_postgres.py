@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import inspect
+import os
 import re
+import subprocess
 
 import yaml
 from render_helpers import containers, env_of, find, names
@@ -194,3 +196,86 @@ def test_shared_buffers_follow_a_small_memory_request(render, make_plan) -> None
     small = {"requests": {"cpu": "100m", "memory": "256Mi"}}
     plan = make_plan(overrides=[{"phase": 2, "components": {"postgres": {"resources": small}}}])
     assert _conf(render(2, plan))["shared_buffers"] == "64MB"
+
+
+def test_replicas_stream_through_a_slot_named_after_their_pod(render) -> None:
+    replica = find(render(2), "StatefulSet", "shop-postgres-replica")
+    [clone] = replica["spec"]["template"]["spec"]["initContainers"]
+    assert env_of(clone)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    script = clone["command"][-1]
+    assert script == postgres.clone_script()
+    assert '--slot="$slot" --write-recovery-conf' in script
+    assert "pg_create_physical_replication_slot('$slot', true)" in script
+    # The name the script gives a pod's slot is the one slot_name gives it.
+    for pod in ("shop-postgres-replica-0", "a.b-c-12", "x" * 70):
+        line = next(x for x in script.splitlines() if x.startswith("slot="))
+        named = subprocess.run(
+            ["sh", "-c", f'{line}; printf %s "$slot"'],
+            env={"POD_NAME": pod, "PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert named.stdout == postgres.slot_name(pod)
+    assert postgres.slot_name("shop-postgres-replica-0") == "shop_postgres_replica_0"
+
+
+def test_the_clone_script_resumes_only_what_can_resume(render) -> None:
+    script = postgres.clone_script()
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+    # Resuming needs the primary's system and a slot that still has its WAL ...
+    assert "FROM pg_control_system()" in script
+    assert "pg_controldata" in script
+    assert '[ "$wal" != missing ] && [ "$wal" != lost ]' in script
+    # ... an unreachable primary (psql's status 2) starts the standby on its data ...
+    assert '[ "$status" -eq 2 ]' in script
+    # ... and a new clone is built aside, through a new slot.
+    clone = script[script.index('new="$PGDATA.new"') :]
+    assert clone.index("pg_drop_replication_slot") < clone.index("pg_create_physical")
+    assert clone.index("pg_create_physical") < clone.index("pg_basebackup")
+    assert clone.rstrip().endswith('mv "$new" "$PGDATA"')
+
+
+def test_slots_have_room_and_a_cap_on_the_wal_they_keep(render, make_plan) -> None:
+    conf = _conf(render(2))
+    assert "wal_keep_size" not in conf
+    # A quarter of the 20Gi volume.
+    assert conf["max_slot_wal_keep_size"] == "5120MB"
+    assert conf["max_replication_slots"] == conf["max_wal_senders"] == "10"
+    plan = make_plan(
+        overrides=[
+            {"phase": 2, "components": {"postgres": {"storage": "8Gi"}}},
+            {"phase": 3, "readReplicas": 12},
+        ]
+    )
+    # Every phase the plan may reach: twice the most replicas, in phase 2 as in 3.
+    for phase in (2, 3):
+        conf = _conf(render(phase, plan))
+        assert conf["max_slot_wal_keep_size"] == "2048MB"
+        assert conf["max_replication_slots"] == conf["max_wal_senders"] == "24"
+
+
+def test_every_postgres_exporter_reports_a_standbys_lag(render, make_plan) -> None:
+    plan = make_plan(overrides=[{"phase": 3, "shards": 2}])
+    objects = render(3, plan)
+    config = find(objects, "ConfigMap", "shop-postgres-config")["data"]
+    queries = yaml.safe_load(config[postgres.EXPORTER_QUERIES])
+    metrics = {name for m in queries["pg_standby"]["metrics"] for name in m}
+    assert metrics == {"is_replica", "lag_seconds", "replay_lag_bytes", "streaming"}
+    for name in ("shop-postgres", "shop-postgres-replica", "shop-postgres-shard"):
+        exporter = containers(find(objects, "StatefulSet", name))[-1]
+        path = f"/etc/phaseshift/postgres/{postgres.EXPORTER_QUERIES}"
+        assert f"--extend.query-path={path}" in exporter["args"]
+        assert exporter["volumeMounts"] == [
+            {"name": "config", "mountPath": "/etc/phaseshift/postgres", "readOnly": True}
+        ]
+
+
+def test_the_config_hash_follows_the_exporter_queries(render, monkeypatch) -> None:
+    def config_hash() -> str:
+        sts = find(render(2), "StatefulSet", "shop-postgres-replica")
+        return str(sts["spec"]["template"]["metadata"]["annotations"]["phaseshift.dev/config-hash"])
+
+    before = config_hash()
+    monkeypatch.setattr(postgres, "EXPORTER_QUERIES_YAML", postgres.EXPORTER_QUERIES_YAML + "\n")
+    assert config_hash() != before

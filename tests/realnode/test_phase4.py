@@ -1,0 +1,312 @@
+"""Phase 4 on the real node, with examples/laptop.yaml's sizes: the gateway in front of
+the user-service and the data-service, Kafka's three KRaft brokers and their consumer,
+the Prometheus that manifests/ installs scraping every exporter, and a canary analysed
+on the app's real metrics through it.
+
+One plan serves every test of the module (phase 4 takes minutes to come up on two
+cores); the tests run in file order, and each leaves the topology whole for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from phaseshift.api import GROUP, PLURAL
+from phaseshift.lab.cluster import Kubectl, LocalCluster, load_images
+from phaseshift.lab.monitoring import install_prometheus
+from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.realshop import (
+    PLAN,
+    app_metric,
+    apply_plan,
+    get,
+    laptop_sizes,
+    phase_images,
+    pinned_plan,
+    pods,
+    request,
+    served,
+    service_url,
+    settled,
+)
+from phaseshift.lab.wait import wait_for
+
+pytestmark = pytest.mark.integration
+
+WORKLOADS = (
+    "statefulset/shop-postgres",
+    "statefulset/shop-postgres-replica",
+    "statefulset/shop-redis-cluster",
+    "statefulset/shop-kafka",
+    "statefulset/shop-cassandra",
+    "deployment/shop-gateway",
+    "deployment/shop-user-service",
+    "deployment/shop-data-service",
+    "deployment/shop-event-consumer",
+)
+# Quick checks, so a test sees a release through in minutes; lenient latency, since two
+# cores also run three brokers, Cassandra and the Redis Cluster.
+CANARY = {
+    "intervalSeconds": 20,
+    "iterations": 2,
+    "threshold": 3,
+    "weightPercent": 50,
+    "maxP95LatencySeconds": 5,
+}
+
+
+class Shop:
+    def __init__(self, namespace: str, prometheus: str) -> None:
+        self.namespace = namespace
+        self.prometheus = prometheus
+
+
+@pytest.fixture(scope="module")
+def shop(
+    cluster: LocalCluster, kubectl: Kubectl, module_namespace: str, module_operator: OperatorProcess
+) -> Iterator[Shop]:
+    """Phase 4 settled, every workload rolled out, and Prometheus installed from
+    manifests/ as the plan's metrics source."""
+    namespace = module_namespace
+    prometheus = install_prometheus(cluster)
+    load_images(
+        cluster,
+        phase_images(
+            "app", "postgres", "postgres-exporter", "redis", "redis-exporter", "rabbitmq",
+            "nginx", "kafka", "cassandra",
+        ),
+    )  # fmt: skip
+    body = pinned_plan(4, **laptop_sizes())
+    body["spec"]["metrics"] = {"prometheusUrl": prometheus}
+    body["spec"]["rollout"] = {"canary": CANARY}
+    apply_plan(kubectl, namespace, body)
+    wait_for(lambda: settled(kubectl, namespace, 4), timeout=1200, poll=3, what="phase 4 to settle")
+    for workload in WORKLOADS:
+        kubectl("-n", namespace, "rollout", "status", workload, "--timeout=600s")
+    yield Shop(namespace, prometheus)
+
+
+def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return list(json.load(response)["data"]["result"])
+
+
+def requests_served(url: str, path: str) -> float:
+    """The http_requests_total a service counted for one route (across its methods)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{") and f'path="{path}"' in line
+    )
+
+
+def test_the_gateway_routes_users_and_items_to_their_services(kubectl: Kubectl, shop: Shop) -> None:
+    namespace = shop.namespace
+    gateway = service_url(kubectl, namespace, f"{PLAN}-gateway")
+    served(gateway)
+    users = service_url(kubectl, namespace, f"{PLAN}-user-service")
+    data = service_url(kubectl, namespace, f"{PLAN}-data-service")
+    users_before = requests_served(users, "/users")
+    items_before = requests_served(data, "/items")
+
+    user = request("POST", f"{gateway}/users", {"name": "Ada", "email": "ada@example.com"})
+    item = request("POST", f"{gateway}/items", {"owner": user["id"], "name": "loom"})
+    assert request("GET", f"{gateway}/users/{user['id']}")["email"] == "ada@example.com"
+    assert request("GET", f"{gateway}/items/{item['id']}")["name"] == "loom"
+
+    # Each request reached the service that owns it, and only that one.
+    assert requests_served(users, "/users") == users_before + 1
+    assert requests_served(data, "/items") == items_before + 1
+    assert requests_served(users, "/items") == 0
+
+
+def kafka(kubectl: Kubectl, namespace: str, pod: str, script: str, *args: str) -> str:
+    return str(
+        kubectl(
+            "-n", namespace, "exec", pod, "-c", "kafka", "--",
+            f"/opt/kafka/bin/{script}", "--bootstrap-server", "localhost:9092", *args,
+        ).stdout
+    )  # fmt: skip
+
+
+def in_sync_replicas(kubectl: Kubectl, namespace: str, pod: str) -> list[int]:
+    """The in-sync replicas of each partition of the app's topic, as counts."""
+    text = kafka(kubectl, namespace, pod, "kafka-topics.sh", "--describe", "--topic", TOPIC)
+    return [
+        len(line.split("Isr:")[1].split()[0].split(","))
+        for line in text.splitlines()
+        if "Isr:" in line
+    ]
+
+
+TOPIC = "phaseshift.events"
+
+
+def test_kafka_runs_three_kraft_brokers_and_an_event_survives_the_loss_of_one(
+    kubectl: Kubectl, shop: Shop
+) -> None:
+    namespace = shop.namespace
+    brokers = pods(kubectl, namespace, "kafka")
+    assert len(brokers) == 3
+    quorum = kafka(
+        kubectl, namespace, brokers[0], "kafka-metadata-quorum.sh", "describe", "--status"
+    )
+    voters = next(line for line in quorum.splitlines() if line.startswith("CurrentVoters"))
+    assert voters.count('"id"') == 3, quorum
+
+    gateway = service_url(kubectl, namespace, f"{PLAN}-gateway")
+    consumer = pods(kubectl, namespace, "event-consumer")[0]
+    request("POST", f"{gateway}/users", {"name": "Barbara", "email": "barbara@example.com"})
+    described = kafka(
+        kubectl, namespace, brokers[0], "kafka-topics.sh", "--describe", "--topic", TOPIC
+    )
+    assert "ReplicationFactor: 3" in described, described
+    assert in_sync_replicas(kubectl, namespace, brokers[0]) and all(
+        n == 3 for n in in_sync_replicas(kubectl, namespace, brokers[0])
+    )
+
+    def consumed() -> float:
+        # Read through the API server's proxy: the consumer has no Service.
+        text = kubectl(
+            "get", "--raw",
+            f"/api/v1/namespaces/{namespace}/pods/{consumer}:8080/proxy/metrics",
+        ).stdout  # fmt: skip
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("events_consumed_total{") and 'type="user_created"' in line
+        )
+
+    before = consumed()
+    # One broker gone: the two left are a KRaft majority and min.insync.replicas.
+    lost = f"{PLAN}-kafka-2"
+    kubectl("-n", namespace, "delete", "pod", lost, "--wait=false")
+    written = [
+        request("POST", f"{gateway}/users", {"name": f"n{i}", "email": f"n{i}@example.com"})
+        for i in range(5)
+    ]
+    assert len(written) == 5
+    wait_for(
+        lambda: consumed() >= before + 5,
+        timeout=180,
+        poll=2,
+        what="the consumer to receive the events written while a broker was away",
+    )
+    kubectl("-n", namespace, "rollout", "status", "statefulset/shop-kafka", "--timeout=300s")
+    wait_for(
+        lambda: all(n == 3 for n in in_sync_replicas(kubectl, namespace, brokers[0])),
+        timeout=300,
+        poll=5,
+        what=f"{lost} to catch up and rejoin every partition's in-sync replicas",
+    )
+
+
+def test_the_prometheus_of_the_manifests_scrapes_the_app_and_every_exporter(
+    kubectl: Kubectl, shop: Shop
+) -> None:
+    namespace = shop.namespace
+    expected = {
+        f"{PLAN}-postgres-0",
+        f"{PLAN}-postgres-replica-0",
+        *pods(kubectl, namespace, "redis-cluster"),
+        *pods(kubectl, namespace, "rabbitmq"),
+        *pods(kubectl, namespace, "gateway"),
+        *pods(kubectl, namespace, "user-service"),
+        *pods(kubectl, namespace, "data-service"),
+        *pods(kubectl, namespace, "event-consumer"),
+    }
+
+    def scraped() -> set[str]:
+        series = query(shop.prometheus, f'up{{namespace="{namespace}"}} == 1')
+        return {s["metric"].get("pod", "") for s in series}
+
+    wait_for(
+        lambda: expected <= scraped(),
+        timeout=120,
+        poll=5,
+        what=f"Prometheus to scrape {sorted(expected)}",
+    )
+    # The exporters' own series are there, labelled with the plan.
+    for metric in ("pg_up", "redis_up", "pg_standby_is_replica", "rabbitmq_identity_info"):
+        series = query(shop.prometheus, f'{metric}{{namespace="{namespace}"}}')
+        assert series, metric
+    # The app's series carry `track`, which the canary analysis selects by.
+    tracks = query(
+        shop.prometheus,
+        f'count by (track) (http_requests_total{{namespace="{namespace}",plan="{PLAN}"}})',
+    )
+    assert {s["metric"].get("track") for s in tracks} >= {"stable"}
+
+
+def events(kubectl: Kubectl, namespace: str, reason: str) -> list[str]:
+    listed = json.loads(
+        kubectl(
+            "-n", namespace, "get", "events",
+            "--field-selector", f"reason={reason},involvedObject.name={PLAN}",
+            "-o", "json",
+        ).stdout
+    )  # fmt: skip
+    return [e["message"] for e in listed["items"]]
+
+
+def test_a_canary_is_analysed_on_real_metrics_and_promoted(kubectl: Kubectl, shop: Shop) -> None:
+    namespace = shop.namespace
+    gateway = service_url(kubectl, namespace, f"{PLAN}-gateway")
+    user = request("POST", f"{gateway}/users", {"name": "Grace", "email": "grace@example.com"})
+    plan = get(kubectl, namespace, f"{PLURAL}.{GROUP}", PLAN)
+    revision = plan["status"]["release"]["revision"]
+
+    stop = threading.Event()
+
+    def traffic() -> None:
+        # Both tracks need requests for the analysis to have a rate to read.
+        while not stop.is_set():
+            try:
+                request("GET", f"{gateway}/users/{user['id']}")
+                request("GET", f"{gateway}/items?owner={user['id']}")
+            except OSError:
+                pass
+            stop.wait(0.05)
+
+    driver = threading.Thread(target=traffic, daemon=True)
+    driver.start()
+    try:
+        env = [*(plan["spec"]["app"].get("env") or []), {"name": "RELEASE", "value": "2"}]
+        kubectl(
+            "-n", namespace, "patch", f"{PLURAL}.{GROUP}", PLAN, "--type=merge",
+            "-p", json.dumps({"spec": {"app": {"env": env}}}),
+        )  # fmt: skip
+
+        def released() -> bool:
+            status = get(kubectl, namespace, f"{PLURAL}.{GROUP}", PLAN)["status"]
+            rollout = status.get("rollout") or {}
+            assert rollout.get("state") != "RolledBack", rollout
+            return status["release"]["revision"] != revision and rollout.get("state") == "Succeeded"
+
+        wait_for(released, timeout=600, poll=3, what="the canary to be analysed and promoted")
+    finally:
+        stop.set()
+        driver.join()
+    passed = events(kubectl, namespace, "CanaryCheckPassed")
+    # Each check read a real error rate and p95 from Prometheus: numbers, not "no data".
+    assert len(passed) >= CANARY["iterations"], passed
+    assert all("no data" not in m and "unavailable" not in m for m in passed), passed
+    assert events(kubectl, namespace, "CanaryPromoted")
+    assert not events(kubectl, namespace, "CanaryCheckFailed")
+    for name in ("gateway", "user-service", "data-service"):
+        deployment = get(kubectl, namespace, "deployment", f"{PLAN}-{name}")
+        env_names = {
+            e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert "RELEASE" in env_names, name
+    assert app_metric(gateway, "http_requests_total") > 0
