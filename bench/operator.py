@@ -51,24 +51,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.harness import bench_world, make_namespace, metric_samples, operator_in  # noqa: E402
 from phaseshift.lab.exporter import SyntheticExporter  # noqa: E402
+from phaseshift.lab.plans import plan_body  # noqa: E402
 
 MiB = 1024**2
 LOW_USERS, HIGH_USERS = 10, 5_000  # either side of phase 1's default threshold of 1,000
-
-
-def plan_body(name: str, prometheus_url: str, interval: int, window: int) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ScalePlan",
-        "metadata": {"name": name},
-        "spec": {
-            "metrics": {"prometheusUrl": prometheus_url},
-            "policy": {
-                "evaluationIntervalSeconds": interval,
-                "promotion": {"stabilizationSeconds": window, "cooldownSeconds": 1},
-            },
-        },
-    }
 
 
 class Plans:
@@ -147,7 +133,7 @@ def promote_once(
 ) -> PromotionRun:
     ns = plans.namespace
     exporter.set_users(ns, name, LOW_USERS)
-    plans.create(plan_body(name, prometheus.url, interval, window))
+    plans.create(plan_body(prometheus.url, name=name, interval=interval, window=window))
     wait_for(lambda: plans.settled_in(name, 1), 60, f"{name} in phase 1", poll=0.2)
     # Let the low value fill a whole window, so the crossing is the only thing that moves.
     time.sleep(window + 1)
@@ -217,7 +203,7 @@ def scale(
     with operator_in(kubeconfig, namespace, log_dir) as operator:
         started = time.monotonic()
         for name in names:
-            body = plan_body(name, prometheus.url, interval, window=60)
+            body = plan_body(prometheus.url, name=name, interval=interval, window=60)
             body["spec"]["policy"]["promotion"]["cooldownSeconds"] = 300
             plans.create(body)
         wait_for(

@@ -68,13 +68,12 @@ from phaseshift.transition import workload_ready
 
 # bench/ is not a package, and bench/sample_app.py (first on sys.path) would shadow the
 # sample_app package that phaseshift.lab.exporter imports: the repository root goes first.
-# The plan's world and the rollout helpers still live with the integration tests.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.harness import bench_world, make_namespace, metric_samples, operator_in  # noqa: E402
 from phaseshift.lab.exporter import SyntheticExporter  # noqa: E402
-from tests.integration.plans import PLAN, USERS_FOR_PHASE, World, plan_body  # noqa: E402
-from tests.integration.rollouts import (  # noqa: E402
+from phaseshift.lab.plans import PLAN, USERS_FOR_PHASE, World, plan_body  # noqa: E402
+from phaseshift.lab.rollouts import (  # noqa: E402
     UNSCHEDULABLE,
     Traffic,
     canary_error_rate,
@@ -144,9 +143,7 @@ def events_since(world: World, since: datetime) -> list[str]:
 
 
 def pinned_plan(prometheus_url: str, phase: int, args: argparse.Namespace) -> dict[str, Any]:
-    body = plan_body(
-        prometheus_url, evaluationIntervalSeconds=args.interval, minPhase=phase, maxPhase=phase
-    )
+    body = plan_body(prometheus_url, interval=args.interval, minPhase=phase, maxPhase=phase)
     body["spec"]["app"] = {"image": f"{IMAGE}:1.0"}
     body["spec"]["rollout"] = {
         "blueGreen": {"graceSeconds": args.grace},

@@ -12,10 +12,9 @@ from phaseshift.api import GROUP, PLURAL, VERSION
 from phaseshift.lab.cluster import LocalCluster
 from phaseshift.lab.exporter import SyntheticExporter
 from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.plans import World
 from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.lab.wait import wait_for
-
-from .plans import World
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ import pytest
 
 from phaseshift.api import GROUP, LABEL_RETAIN, PLURAL, VERSION
 from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.plans import PLAN, USERS_FOR_PHASE, World, plan_body
 from phaseshift.lab.prometheus import PrometheusServer
 from phaseshift.lab.wait import wait_for
-
-from .plans import PLAN, USERS_FOR_PHASE, World, plan_body
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,10 @@ from phaseshift.api import GROUP, PLURAL, VERSION
 from phaseshift.kube import Kube
 from phaseshift.lab.exporter import SyntheticExporter
 from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.plans import PLAN, USERS_FOR_PHASE, World, plan_body
 from phaseshift.lab.wait import wait_for
 from phaseshift.metrics import OperatorMetrics
 from phaseshift.reconcile import Reconciler
-
-from .plans import PLAN, USERS_FOR_PHASE, World, plan_body
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,9 @@ import pytest
 
 from phaseshift.lab.cluster import LocalCluster
 from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.plans import PLAN, USERS_FOR_PHASE, World, plan_body
 from phaseshift.lab.prometheus import PrometheusServer
-from phaseshift.lab.wait import wait_for
-from phaseshift.transition import not_ready, workload_ready
-
-from .plans import PLAN, USERS_FOR_PHASE, World, plan_body
-from .rollouts import (
+from phaseshift.lab.rollouts import (
     UNSCHEDULABLE,
     Background,
     Traffic,
@@ -32,6 +29,8 @@ from .rollouts import (
     serving,
     set_app,
 )
+from phaseshift.lab.wait import wait_for
+from phaseshift.transition import not_ready, workload_ready
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,9 @@ from typing import Any, Self
 
 from phaseshift.api import parse_plan
 from phaseshift.lab.exporter import SyntheticExporter
+from phaseshift.lab.plans import PLAN, World
 from phaseshift.render.scope import LABEL_COLOUR
 from phaseshift.signals import fetch_canary
-
-from .plans import PLAN, World
 
 # Accepted by the API server, but no node has room for it: its pods stay Pending.
 UNSCHEDULABLE = {"requests": {"cpu": "1000"}, "limits": {"cpu": "1000"}}
