@@ -583,7 +583,9 @@ class StorageComponent(ApiModel):
 
 
 # Which phases run each component: an override for a phase that does not run it is a
-# mistake the API server reports.
+# mistake the API server reports. The catalog says the same through each phase's
+# features; it imports this module, so these are spelt out here and a unit test
+# (tests/unit/test_api_phases.py) holds them to the catalog.
 COMPONENT_PHASES: dict[str, tuple[int, ...]] = {
     "sqlite": (1,),
     "postgres": (2, 3, 4),
@@ -609,12 +611,15 @@ def _component_in_phase(name: str, phases: tuple[int, ...]) -> JsonDict:
     )
 
 
+# The first phase whose cache is a Redis Cluster; every later phase keeps it.
+REDIS_CLUSTER_FROM_PHASE = 3
+
 _REDIS_NODES_IN_CLUSTER_PHASES = cel(
     "!has(self.components) || !has(self.components.redis) || "
     "!has(self.components.redis.nodes) && !has(self.components.redis.storage) || "
-    "self.phase >= 3",
-    "components.redis.nodes and storage size the Redis Cluster of phases 3-4; phase 2 "
-    "runs a single Redis without a volume",
+    f"self.phase >= {REDIS_CLUSTER_FROM_PHASE}",
+    f"components.redis.nodes and storage size the Redis Cluster of phases "
+    f"{REDIS_CLUSTER_FROM_PHASE}-4; phase 2 runs a single Redis without a volume",
     field_path=".components.redis",
     reason="FieldValueForbidden",
 )
@@ -679,7 +684,8 @@ class PhaseOverride(ApiModel):
                 rule = _component_in_phase(name, phases)
                 raise ValueError(f"{rule['message']} (phase {self.phase})")
         redis = self.components.redis
-        if redis is not None and self.phase < 3 and (redis.nodes or redis.storage):
+        clustered = self.phase >= REDIS_CLUSTER_FROM_PHASE
+        if redis is not None and not clustered and (redis.nodes or redis.storage):
             raise ValueError(_REDIS_NODES_IN_CLUSTER_PHASES["message"])
         return self
 

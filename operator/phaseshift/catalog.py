@@ -7,6 +7,7 @@ Every number here is a default; a plan's `spec.overrides` wins over it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -259,6 +260,16 @@ PHASES: dict[int, Phase] = {
         worker_replicas=3,
     ),
 }
+
+
+def first_phase(runs: Callable[[Phase], bool]) -> int:
+    """The lowest phase for which `runs` holds: where a feature enters the seed."""
+    return min(number for number, phase in PHASES.items() if runs(phase))
+
+
+# The first phase that runs PostgreSQL: the one SQLite's rows migrate into.
+FIRST_POSTGRES_PHASE = first_phase(lambda phase: phase.database.postgres)
+
 
 # Sizes of the backing services, the same in every phase unless an override sets them.
 COMPONENT_SIZES: dict[str, Size] = {

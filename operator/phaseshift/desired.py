@@ -13,7 +13,7 @@ from typing import Any
 
 from phaseshift import rollout
 from phaseshift.api import LABEL_COMPONENT, RolloutStrategy, ScalePlan, ScalePlanStatus
-from phaseshift.catalog import PHASES
+from phaseshift.catalog import FIRST_POSTGRES_PHASE, PHASES
 from phaseshift.kube import KubeApi
 from phaseshift.render import RenderContext, render_migration_job, render_phase
 from phaseshift.render.credentials import PASSWORD_KEY, secret_name
@@ -56,7 +56,9 @@ class Desired:
         key = plan_id(plan)
         password = self._passwords.get(key)
         if password is None:
-            name = secret_name(Scope(plan, 1, RenderContext(db_password="")))
+            # The Secret keeps its name in every phase; PostgreSQL is what reads it.
+            scope = Scope(plan, FIRST_POSTGRES_PHASE, RenderContext(db_password=""))
+            name = secret_name(scope)
             password = self.kube.read_secret_value(plan.namespace, name, PASSWORD_KEY)
             password = password or secrets.token_urlsafe(24)
             self._passwords[key] = password

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from phaseshift.api import ScalePlan
-from phaseshift.catalog import PHASES
+from phaseshift.catalog import FIRST_POSTGRES_PHASE, PHASES
 from phaseshift.render import (
     appconfig,
     cassandra,
@@ -70,5 +70,6 @@ def render_phase(plan: ScalePlan, phase: int, ctx: RenderContext) -> list[dict[s
 
 
 def render_migration_job(plan: ScalePlan, ctx: RenderContext) -> dict[str, Any]:
-    """The Job that copies phase 1's SQLite database into phase 2's PostgreSQL primary."""
-    return migration_job(Scope(plan, 2, ctx))
+    """The Job that copies phase 1's SQLite database into the PostgreSQL primary of the
+    first phase that runs one."""
+    return migration_job(Scope(plan, FIRST_POSTGRES_PHASE, ctx))
