@@ -50,6 +50,10 @@ def pinned(prometheus: PrometheusServer, phase: int, **rollout: Any) -> dict[str
     return body
 
 
+def generation(dep: dict[str, Any]) -> int:
+    return int(dep["metadata"]["generation"])
+
+
 def cpu_request(dep: dict[str, Any]) -> str:
     return str(dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
 
@@ -287,15 +291,22 @@ def test_canary_is_promoted_when_healthy_and_rolled_back_when_not(
     # Now a canary that fails half its requests.
     traffic.error_share = 0.5
     wait_for(lambda: (canary_error_rate(world) or 0) > 0.05, what="the error rate to rise")
+    generations = {role: generation(deployment(world, role)) for role in ROLES}
     set_app(world, V3)
     ro = wait_rollout(world, V3, "RolledBack")
     assert ro["canary"]["failedChecks"] == 2
     assert "error rate" in ro["message"] or "failed checks" in ro["message"]
     assert world.events().count("CanaryCheckFailed") >= 2
-    # The stable track kept serving the previous release throughout.
+    # The stable track kept serving the previous release throughout: the failed release
+    # and its rollback never wrote it (a write would have restarted its pods).
+    assert {role: generation(deployment(world, role)) for role in ROLES} == generations
     for role in ROLES:
-        stable = deployment(world, role)
-        assert image(stable) == V2 and workload_ready(stable)
+        assert image(deployment(world, role)) == V2
+    # Its pods may still be finishing the promotion's rollout to V2.
+    wait_for(
+        lambda: all(workload_ready(deployment(world, role)) for role in ROLES),
+        what="the stable track Ready on V2",
+    )
     wait_for(
         lambda: all(deployment(world, f"{r}-canary")["spec"]["replicas"] == 0 for r in ROLES),
         what="canaries idle after the rollback",

@@ -3,6 +3,7 @@ pure state machines, carries out their effects and records every step in status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from fakekube import FakeKube
 
 from phaseshift import transition
 from phaseshift.api import App, parse_plan
+from phaseshift.kube import ANNOTATION_APPLIED_HASH
 from phaseshift.metrics import OperatorMetrics
 from phaseshift.reconcile import Reconciler
 from phaseshift.rollout import CanaryReading
@@ -30,15 +32,16 @@ def no_canary(*_: Any) -> CanaryReading:
 class Shell:
     """A Reconciler over a FakeKube holding one plan, ticked with explicit clocks."""
 
-    def __init__(self, **policy: Any) -> None:
+    def __init__(
+        self,
+        canary_query: Callable[..., CanaryReading] = no_canary,
+        rollout: dict[str, Any] | None = None,
+        **policy: Any,
+    ) -> None:
         self.kube = FakeKube()
-        self.kube.add_plan(
-            {
-                "metadata": {"name": NAME, "namespace": NS},
-                "spec": {"app": {"image": V1}, "policy": policy},
-            }
-        )
-        self.reconciler = Reconciler(self.kube, OperatorMetrics(), canary_query=no_canary)
+        spec = {"app": {"image": V1}, "policy": policy, "rollout": rollout or {}}
+        self.kube.add_plan({"metadata": {"name": NAME, "namespace": NS}, "spec": spec})
+        self.reconciler = Reconciler(self.kube, OperatorMetrics(), canary_query=canary_query)
 
     def body(self) -> dict[str, Any]:
         return self.kube.plan(NS, NAME)
@@ -48,6 +51,12 @@ class Shell:
 
     def tick(self, seconds: float, body: dict[str, Any] | None = None) -> float | None:
         return self.reconciler.tick(body or self.body(), None, at(seconds), decide=False)
+
+    def release(self, image: str) -> None:
+        """The user sets spec.app to `image`."""
+        plan = self.kube.plans[(NS, NAME)]
+        plan["spec"]["app"] = App(image=image).to_json()
+        plan["metadata"]["generation"] += 1
 
     def condition(self, type_: str) -> dict[str, Any]:
         return next(c for c in self.status()["conditions"] if c["type"] == type_)
@@ -171,10 +180,7 @@ def test_a_new_release_rolls_out_and_is_recorded() -> None:
     shell = Shell()
     shell.tick(0)
     shell.kube.make_ready()
-    body = shell.body()
-    body["spec"]["app"] = App(image=V2).to_json()
-    body["metadata"]["generation"] = 2
-    shell.kube.plans[(NS, NAME)]["spec"] = body["spec"]
+    shell.release(V2)
     shell.tick(1)
     assert shell.status()["rollout"]["state"] == "Progressing"
     app = shell.kube.get("apps/v1", "Deployment", NS, f"{NAME}-app")
@@ -187,3 +193,39 @@ def test_a_new_release_rolls_out_and_is_recorded() -> None:
     assert status["release"]["app"]["image"] == V2
     assert parse_plan(shell.body()).status.app_revision == status["release"]["revision"]
     assert "RolloutSucceeded" in shell.kube.reasons()
+
+
+def failing_canary(*_: Any) -> CanaryReading:
+    return CanaryReading(error_rate=0.5, p95_latency_seconds=0.05)
+
+
+def test_a_failed_canary_is_rolled_back_without_writing_the_stable_deployments() -> None:
+    # A write to a stable Deployment would restart the pods that serve while the canary
+    # is judged, and again when it is rolled back.
+    canary = {"intervalSeconds": 1, "iterations": 2, "threshold": 2, "maxErrorRate": 0.05}
+    shell = Shell(failing_canary, {"canary": canary}, minPhase=4, maxPhase=4)
+    shell.tick(0)
+    shell.kube.make_ready()
+    stable = [f"{NAME}-{role}" for role in ("user-service", "data-service", "gateway")]
+
+    def written(name: str) -> tuple[int, str]:
+        dep = shell.kube.get("apps/v1", "Deployment", NS, name)
+        assert dep is not None, name
+        return dep["metadata"]["generation"], dep["metadata"]["annotations"][
+            ANNOTATION_APPLIED_HASH
+        ]
+
+    before = {name: written(name) for name in stable}
+    canary_generation = written(f"{NAME}-gateway-canary")[0]
+    shell.release(V2)
+    for seconds in range(1, 30):
+        shell.tick(seconds)
+        if shell.status()["rollout"]["state"] != "Progressing":
+            break
+        shell.kube.make_ready()
+    assert shell.status()["rollout"]["state"] == "RolledBack"
+    assert shell.status()["rollout"]["canary"]["failedChecks"] == 2
+    assert "CanaryCheckFailed" in shell.kube.reasons()
+    assert {name: written(name) for name in stable} == before
+    # Only the canary track carried the failed release.
+    assert written(f"{NAME}-gateway-canary")[0] > canary_generation
