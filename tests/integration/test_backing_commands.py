@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from phaseshift.api import parse_plan
-from phaseshift.lab.prometheus import free_port
+from phaseshift.lab.ports import free_port
 from phaseshift.lab.wait import wait_for
 from phaseshift.render import RenderContext, postgres, render_phase
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from phaseshift.lab.prometheus import free_port
+from phaseshift.lab.ports import free_port
 
 
 class OperatorFailed(RuntimeError):

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,18 +22,13 @@ import requests
 import yaml
 from prometheus_api_client import PrometheusConnect
 
+from phaseshift.lab.ports import free_port
+
 PROMETHEUS_BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class PrometheusError(RuntimeError):
     """Prometheus could not be started or did not scrape a target in time."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class CountingSession(requests.Session):
