@@ -1,8 +1,8 @@
 """The ASGI application: the same image serves every role of every phase.
 
-Roles: monolith (all routes), user-service (/users), data-service (/items),
-gateway (proxies /users and /items to the two services, serves /static). Every
-role serves /healthz, /readyz and /metrics.
+Roles: monolith (all routes), user-service (/users), data-service (/items and
+/users/{id}/activity), gateway (proxies those to the two services, serves /static).
+Every role serves /healthz, /readyz and /metrics.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from .config import Settings
-from .endpoints import data, gateway, ops
+from .endpoints import data, feed, gateway, ops
 from .endpoints.errors import HANDLERS
 from .metrics import Metrics
 from .middleware import CachedStatic, MetricsMiddleware
-from .runtime import DataRuntime, GatewayRuntime, Runtime
+from .runtime import FEED_ROLES, DataRuntime, GatewayRuntime, Runtime
 
 
 def role_routes(settings: Settings) -> list[BaseRoute]:
@@ -31,6 +31,8 @@ def role_routes(settings: Settings) -> list[BaseRoute]:
         routes += data.USER_ROUTES
     if role in {"monolith", "data-service"}:
         routes += data.ITEM_ROUTES
+    if role in FEED_ROLES:
+        routes += feed.ROUTES
     if role in {"monolith", "gateway"}:
         static = StaticFiles(directory=settings.static_dir, check_dir=False)
         routes.append(Mount("/static", app=CachedStatic(static), name="static"))

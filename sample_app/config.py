@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROLES = ("monolith", "user-service", "data-service", "gateway", "worker", "consumer")
 DEFAULT_STATIC_DIR = Path(__file__).parent / "static"
+CQL_PORT = 9042
+DEFAULT_KEYSPACE = "phaseshift"
+# The keyspace is written into CQL statements, so only an unquoted CQL name (at most
+# 48 characters, Cassandra's limit) is accepted.
+KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
 class ConfigError(ValueError):
@@ -28,6 +34,23 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def contact_points(value: str | None) -> tuple[tuple[str, int], ...]:
+    """CASSANDRA_CONTACT_POINTS: comma-separated host[:port] (port 9042 by default);
+    an IPv6 address with a port is written [addr]:port."""
+    points = []
+    for part in _split(value):
+        host, port = part, str(CQL_PORT)
+        if part.startswith("["):
+            host, _, rest = part[1:].partition("]")
+            port = rest.removeprefix(":") or port
+        elif part.count(":") == 1:
+            host, port = part.split(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"CASSANDRA_CONTACT_POINTS: {part!r} is not host[:port]")
+        points.append((host, int(port)))
+    return tuple(points)
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -76,6 +99,11 @@ class Settings:
     cache_local_max_bytes: int = 32 * 1024 * 1024
     queue_url: str | None = None
     kafka_bootstrap: tuple[str, ...] = ()
+    # Phase 4's activity feed (the consumer writes it, the data service reads it); none
+    # when empty.
+    cassandra_contact_points: tuple[tuple[str, int], ...] = ()
+    cassandra_keyspace: str = DEFAULT_KEYSPACE
+    cassandra_replication_factor: int = 1
     user_service_url: str | None = None
     data_service_url: str | None = None
     static_dir: Path = field(default=DEFAULT_STATIC_DIR)
@@ -111,6 +139,14 @@ class Settings:
             port = int(port_raw)
         except ValueError as exc:
             raise ConfigError(f"PORT must be an integer, got {port_raw!r}") from exc
+        keyspace = env.get("CASSANDRA_KEYSPACE") or DEFAULT_KEYSPACE
+        if not KEYSPACE_RE.match(keyspace):
+            raise ConfigError(
+                f"CASSANDRA_KEYSPACE must be a CQL name (letters, digits, _), got {keyspace!r}"
+            )
+        replication = _non_negative_int(env, "CASSANDRA_REPLICATION_FACTOR", 1)
+        if replication < 1:
+            raise ConfigError("CASSANDRA_REPLICATION_FACTOR must be at least 1")
         if role == "gateway" and not (env.get("USER_SERVICE_URL") and env.get("DATA_SERVICE_URL")):
             raise ConfigError("the gateway role needs USER_SERVICE_URL and DATA_SERVICE_URL")
         return cls(
@@ -127,6 +163,9 @@ class Settings:
             cache_local_max_bytes=_non_negative_int(env, "CACHE_LOCAL_MAX_BYTES", 32 * 1024 * 1024),
             queue_url=env.get("QUEUE_URL") or None,
             kafka_bootstrap=_split(env.get("KAFKA_BOOTSTRAP")),
+            cassandra_contact_points=contact_points(env.get("CASSANDRA_CONTACT_POINTS")),
+            cassandra_keyspace=keyspace,
+            cassandra_replication_factor=replication,
             user_service_url=(env.get("USER_SERVICE_URL") or "").rstrip("/") or None,
             data_service_url=(env.get("DATA_SERVICE_URL") or "").rstrip("/") or None,
             static_dir=Path(env.get("STATIC_DIR") or DEFAULT_STATIC_DIR),

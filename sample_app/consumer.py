@@ -8,11 +8,16 @@ offset this process has already handled is recognised and not counted twice. An
 event that can never be handled (not JSON, unknown type) is counted as `invalid`
 and committed past, so one bad record cannot stall a partition. An unreachable
 broker is retried with backoff and counted in events_consume_errors_total.
+
+With Cassandra configured (CASSANDRA_CONTACT_POINTS), handling an event means writing
+its row of the activity feed. A row that cannot be written stops its partition there:
+the consumer seeks back to it, commits only what precedes it and retries after a
+backoff (feed_errors_total), so an outage delays the feed and loses nothing. Rows are
+keyed by the event, so writing one again after a redelivery changes nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,21 +27,17 @@ from typing import Any, Protocol
 from prometheus_client import start_http_server
 
 from .config import Settings
-from .events import TOPIC
+from .events import EVENT_TYPES, TOPIC, InvalidEvent, parse_event
+from .feed import ActivityFeed, ActivityRow, FeedUnavailable, activity_row
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 GROUP = "phaseshift-event-consumer"
-EVENT_TYPES = frozenset({"user_created", "item_created"})
 INVALID = "invalid"
 DUPLICATE = "duplicate"
 MAX_BACKOFF = 30.0
 LAG_EVERY_SECONDS = 5.0
-
-
-class InvalidEvent(ValueError):
-    """A record that is not an event this application publishes."""
 
 
 class Record(Protocol):
@@ -55,25 +56,10 @@ class Record(Protocol):
     def value(self) -> bytes | None: ...
 
 
-def event_type(value: bytes | None) -> str:
-    """The type of one event as events.EventPublisher wrote it: {type, key, data}."""
-    if value is None:
-        raise InvalidEvent("an event needs a value")
-    try:
-        event = json.loads(value)
-    except ValueError as exc:
-        raise InvalidEvent(f"not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise InvalidEvent("an event must be a JSON object")
-    kind = event.get("type")
-    if kind not in EVENT_TYPES:
-        raise InvalidEvent(f"unknown event type {kind!r}")
-    key = event.get("key")
-    if not isinstance(key, str) or not key:
-        raise InvalidEvent(f"{kind} needs a key")
-    if not isinstance(event.get("data"), dict):
-        raise InvalidEvent(f"{kind} needs a data object")
-    return str(kind)
+class FeedWriter(Protocol):
+    """What the handler needs of the activity feed (feed.ActivityFeed)."""
+
+    def write(self, row: ActivityRow) -> None: ...
 
 
 class Ledger:
@@ -99,15 +85,33 @@ class Ledger:
             self._next.pop(key, None)
 
 
-def handle_event(record: Record, ledger: Ledger, metrics: Metrics) -> str:
-    """Handle one record; returns the event type, `invalid` or `duplicate`."""
+def handle_event(
+    record: Record, ledger: Ledger, metrics: Metrics, feed: FeedWriter | None = None
+) -> str:
+    """Handle one record; returns the event type, `invalid` or `duplicate`.
+
+    Raises FeedUnavailable, leaving the record unhandled, when its feed row could not be
+    written: the caller reads it again later.
+    """
     if ledger.seen(record):
         return DUPLICATE
     try:
-        outcome = event_type(record.value)
+        event = parse_event(record.value)
+        # An event the feed cannot hold (no id, no time) never will: like one that is
+        # not JSON, it is passed rather than retried.
+        row = activity_row(event) if feed is not None else None
     except InvalidEvent as exc:
         log.error("skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
         outcome = INVALID
+    else:
+        if feed is not None and row is not None:
+            try:
+                feed.write(row)
+            except FeedUnavailable:
+                metrics.feed_errors.labels(plan=metrics.plan).inc()
+                raise
+            metrics.feed_writes.labels(plan=metrics.plan).inc()
+        outcome = event.type
     metrics.events_consumed.labels(plan=metrics.plan, type=outcome).inc()
     ledger.done(record)
     return outcome
@@ -142,6 +146,7 @@ class Consumer:
         self.settings = settings
         self.metrics = metrics or Metrics(settings.plan)
         self.ledger = Ledger()
+        self.feed = ActivityFeed.from_settings(settings)
         self._stop = threading.Event()
         self.metrics.event_consume_errors.labels(plan=self.metrics.plan)
         self.metrics.consumer_lag.labels(plan=self.metrics.plan).set(0)
@@ -169,6 +174,28 @@ class Consumer:
         consumer.subscribe([TOPIC], listener=Forget())
         return consumer
 
+    def _handle(self, consumer: Any, batches: Mapping[Any, Sequence[Record]]) -> bool:
+        """Handle a poll's records; False if a feed row could not be written. Each
+        partition stops at such a record, and the consumer is moved back to it, so the
+        commit that follows stops there too and the next poll starts with it."""
+        written = True
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    handle_event(record, self.ledger, self.metrics, self.feed)
+                except FeedUnavailable as exc:
+                    log.warning(
+                        "feed row of %s[%d]@%d not written: %s",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        exc,
+                    )
+                    consumer.seek(tp, record.offset)
+                    written = False
+                    break
+        return written
+
     def _observe_lag(self, consumer: Any) -> None:
         assigned = consumer.assignment()
         if not assigned:
@@ -179,23 +206,36 @@ class Consumer:
 
     def run(self) -> None:
         """Consume until stop(); reconnects with backoff while the brokers are away."""
+        try:
+            self._consume()
+        finally:
+            if self.feed is not None:
+                self.feed.close()
+
+    def _consume(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             consumer = None
             try:
                 consumer = self._connect()
                 backoff = 0.5
+                feed_backoff = 0.5
                 next_lag = 0.0
                 while not self._stop.is_set():
                     batches = consumer.poll(timeout_ms=500)
-                    for records in batches.values():
-                        for record in records:
-                            handle_event(record, self.ledger, self.metrics)
+                    written = self._handle(consumer, batches)
                     if batches:
                         consumer.commit()
                     if time.monotonic() >= next_lag:
                         next_lag = time.monotonic() + LAG_EVERY_SECONDS
                         self._observe_lag(consumer)
+                    if written:
+                        feed_backoff = 0.5
+                    else:
+                        # Kafka is fine, Cassandra is not: keep the group membership
+                        # (the client heartbeats meanwhile) and try the row again later.
+                        self._stop.wait(feed_backoff)
+                        feed_backoff = min(feed_backoff * 2, MAX_BACKOFF)
             except Exception as exc:
                 # kafka-python raises a wide family of errors (no brokers, a commit
                 # refused after a rebalance, timeouts); each means: reconnect and

@@ -4,6 +4,10 @@ Requests never wait for Kafka: events go to a bounded in-process buffer that a
 background thread delivers. The producer is created lazily and recreated after a
 failure, so a service can start before its brokers and ride out their restarts;
 what cannot be delivered is counted in events_publish_errors_total.
+
+An event is a JSON object {type, key, data}: key is the user the event belongs to (the
+record's Kafka key, so a user's events share a partition and keep their order) and data
+the row as the service answered it. parse_event is its reader, for the consumer.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .metrics import Metrics
@@ -24,6 +29,40 @@ logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 TOPIC = "phaseshift.events"
 MAX_BUFFER = 10_000
+EVENT_TYPES = frozenset({"user_created", "item_created"})
+
+
+class InvalidEvent(ValueError):
+    """A record that is not an event this application publishes."""
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    key: str
+    data: dict[str, Any]
+
+
+def parse_event(value: bytes | None) -> Event:
+    """One event as EventPublisher wrote it, or InvalidEvent saying what is wrong."""
+    if value is None:
+        raise InvalidEvent("an event needs a value")
+    try:
+        event = json.loads(value)
+    except ValueError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise InvalidEvent("an event must be a JSON object")
+    kind = event.get("type")
+    if kind not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event type {kind!r}")
+    key = event.get("key")
+    if not isinstance(key, str) or not key:
+        raise InvalidEvent(f"{kind} needs a key")
+    data = event.get("data")
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"{kind} needs a data object")
+    return Event(str(kind), key, data)
 
 
 def producer_config(bootstrap: Sequence[str]) -> dict[str, Any]:

@@ -165,6 +165,19 @@ class Metrics:
             ["plan"],
             registry=r,
         )
+        self.feed_writes = Counter(
+            "feed_writes",
+            "Activity feed rows the consumer wrote to Cassandra.",
+            ["plan"],
+            registry=r,
+        )
+        self.feed_errors = Counter(
+            "feed_errors",
+            "Activity feed operations Cassandra did not serve: a write is retried, a read "
+            "answered 503.",
+            ["plan"],
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "gateway_upstream_errors",
             "Gateway calls to a service that failed.",
@@ -183,6 +196,8 @@ class Metrics:
             self.db_errors,
             self.events_published,
             self.event_errors,
+            self.feed_writes,
+            self.feed_errors,
         ):
             counter.labels(plan=plan)
         self.active_users.labels(plan=plan).set(0)

@@ -1,8 +1,9 @@
 """What a role's endpoints share, kept on `app.state.runtime` for the life of the app.
 
 The data roles (monolith, user-service, data-service) hold a DataService over the
-store, cache, job queue and event stream the settings name; the gateway holds an HTTP
-client for the two services it fronts. Each starts and stops its own connections and
+store, cache, job queue and event stream the settings name, and those serving
+/users/{id}/activity the activity feed when Cassandra is configured; the gateway holds
+an HTTP client for the two services it fronts. Each starts and stops its own connections and
 says whether it is ready.
 """
 
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from .cache import Cache, open_cache
 from .config import Settings
 from .events import EventPublisher
+from .feed import ActivityFeed
 from .metrics import Metrics
 from .queue import JobPublisher
 from .service import DataService
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Readiness: whether the role may take traffic, and what each of its checks found.
 Readiness = tuple[bool, dict[str, str]]
+# The roles that serve /users/{id}/activity from the activity feed.
+FEED_ROLES = frozenset({"monolith", "data-service"})
 
 
 class Runtime(Protocol):
@@ -51,6 +55,8 @@ class DataRuntime:
         self.service = DataService(
             settings, store, metrics, open_cache(settings, metrics), jobs, events
         )
+        # Connects on first use: the role starts, and serves the rest, without Cassandra.
+        self.feed = ActivityFeed.from_settings(settings) if settings.role in FEED_ROLES else None
         self.schema_ready = False
 
     def ensure_schema(self) -> bool:
@@ -81,6 +87,8 @@ class DataRuntime:
             await run_in_threadpool(svc.events.stop)
         svc.cache.close()
         svc.store.close()
+        if self.feed is not None:
+            await run_in_threadpool(self.feed.close)
 
     async def readiness(self) -> Readiness:
         checks: dict[str, str] = {}
@@ -105,6 +113,10 @@ class DataRuntime:
             checks["cache"] = "ok" if ok else "degraded"
         if svc.jobs is not None:
             checks["queue"] = "ok" if svc.jobs.pending == 0 else f"{svc.jobs.pending} held"
+        # Nor is the feed: without it only /users/{id}/activity fails (503).
+        if self.feed is not None:
+            ok = await run_in_threadpool(self.feed.available)
+            checks["feed"] = "ok" if ok else "unavailable"
         return ready, checks
 
 

@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..feed import FeedUnavailable
 from ..metrics import Metrics
 from ..service import Invalid
 from ..storage import Conflict, NotFound, StorageUnavailable
@@ -43,6 +44,13 @@ async def on_unavailable(request: Request, exc: Exception) -> Response:
     return error(503, "unavailable", "the database is unavailable, retry later")
 
 
+async def on_feed_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("activity feed unavailable: %s", exc)
+    metrics: Metrics = request.app.state.runtime.metrics
+    metrics.feed_errors.labels(plan=metrics.plan).inc()
+    return error(503, "unavailable", "the activity feed (Cassandra) is unavailable, retry later")
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error(500, "internal", "internal error")
@@ -54,5 +62,6 @@ HANDLERS = {
     Conflict: on_conflict,
     NotFound: on_not_found,
     StorageUnavailable: on_unavailable,
+    FeedUnavailable: on_feed_unavailable,
     Exception: on_unexpected,
 }

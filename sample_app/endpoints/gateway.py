@@ -1,4 +1,7 @@
-"""The gateway: /users and /items forwarded to the user-service and the data-service."""
+"""The gateway: /users and /items forwarded to the user-service and the data-service.
+
+A user's activity feed is the data-service's (it reads Cassandra), although its path is
+under /users."""
 
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ async def to_data_service(request: Request) -> Response:
 ROUTES: list[BaseRoute] = [
     Route("/users", to_user_service, methods=["GET", "POST"]),
     Route("/users/{id}", to_user_service, methods=["GET"]),
+    Route("/users/{id}/activity", to_data_service, methods=["GET"]),
     Route("/items", to_data_service, methods=["GET", "POST"]),
     Route("/items/{id}", to_data_service, methods=["GET"]),
 ]

@@ -681,3 +681,146 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     finally:
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- Cassandra ------------------------------------------------------------------------
+
+
+@dataclass
+class CassandraNode:
+    """One Cassandra node on loopback, run by the cassandra image's own bin/cassandra and
+    conf/ (tools/images/cassandra) on the jars `phaseshift images` stages for it. Its
+    data survives stop()/start(), as a node's does."""
+
+    port: int  # CQL; the node's storage port is port + 10000 (free_port keeps it free)
+    jmx_port: int
+    root: Path
+    lib: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def contact_points(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _layout(self) -> tuple[Path, Path]:
+        """CASSANDRA_HOME (bin/ and lib/ linked in) and CASSANDRA_CONF of this node."""
+        image = Path(__file__).resolve().parents[2] / "tools" / "images" / "cassandra"
+        home, conf, data = self.root / "home", self.root / "conf", self.root / "data"
+        for path in (home, conf, data):
+            path.mkdir(exist_ok=True)
+        for name, target in (("bin", image / "bin"), ("lib", self.lib)):
+            if not (home / name).exists():
+                (home / name).symlink_to(target)
+        for name in ("logback.xml", "jvm-server.options"):
+            shutil.copy(image / "conf" / name, conf / name)
+        # One token and no vnode allocation, hints and triggers off: a test node holds a
+        # few rows and should start quickly.
+        (conf / "cassandra.yaml").write_text(
+            f"""cluster_name: "phaseshift-test"
+num_tokens: 1
+initial_token: 0
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:{self.port + 10000}"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: {self.port + 10000}
+native_transport_port: {self.port}
+data_file_directories:
+  - {data}/data
+commitlog_directory: {data}/commitlog
+saved_caches_directory: {data}/saved_caches
+hints_directory: {data}/hints
+cdc_raw_directory: {data}/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+hinted_handoff_enabled: false
+"""
+        )
+        return home, conf
+
+    def start(self) -> None:
+        from cassandra.cluster import Cluster
+
+        def up() -> bool:
+            # The CQL port opens last, once the node serves queries.
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                pass
+            cluster = Cluster([("127.0.0.1", self.port)], protocol_version=5)
+            try:
+                cluster.connect().execute("SELECT release_version FROM system.local")
+            finally:
+                cluster.shutdown()
+            return True
+
+        home, conf = self._layout()
+        env = {
+            **os.environ,
+            "CASSANDRA_CONF": str(conf),
+            "CASSANDRA_LOG_DIR": str(self.root / "logs"),
+            "MAX_HEAP_SIZE": "512M",
+            # After bin/cassandra's own options, so these win: a smaller initial heap, JMX
+            # on a port of this node's own (not 7199), no waits a single node never needs.
+            "JVM_EXTRA_OPTS": " ".join(
+                [
+                    "-Xms256m",
+                    f"-Dcassandra.jmx.local.port={self.jmx_port}",
+                    "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+                    "-Dcassandra.ring_delay_ms=1000",
+                    "-Dcassandra.superuser_setup_delay_ms=0",
+                ]
+            ),
+        }
+        self.proc = launch(
+            [str(home / "bin" / "cassandra"), "-f"],
+            self.root / "node.log",
+            f"cassandra on {self.port}",
+            up,
+            180,
+            env=env,
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            # bin/cassandra execs java: this is the node's own PID.
+            stop_process(self.proc, signal.SIGTERM, grace=60)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def cassandra_node() -> Iterator[CassandraNode]:
+    """One node for the session; tests keep apart by keyspace (cassandra_keyspace)."""
+    from phaseshift.lab.images import CASSANDRA_VERSION, resolve_jars
+
+    if shutil.which("java") is None:
+        pytest.skip("no java on this machine: the Cassandra tests need a JRE >= 17")
+    try:
+        lib = resolve_jars("cassandra", CASSANDRA_VERSION, prepare=True)
+    except Exception as e:  # no Maven, or Maven Central unreachable
+        pytest.fail(f"resolving Cassandra {CASSANDRA_VERSION}'s jars failed: {e}")
+    root = Path(tempfile.mkdtemp(prefix="phaseshift-cassandra-"))
+    node = CassandraNode(free_port(), free_port(), root, lib)
+    try:
+        started = time.monotonic()
+        node.start()
+        print(f"cassandra {CASSANDRA_VERSION} ready in {time.monotonic() - started:.1f}s")
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cassandra(cassandra_node: CassandraNode) -> CassandraNode:
+    """The session's node, running (a test that stopped it may have failed first)."""
+    if cassandra_node.proc is None:
+        cassandra_node.start()
+    return cassandra_node
+
+
+@pytest.fixture
+def cassandra_keyspace() -> str:
+    return f"feed_{uuid.uuid4().hex[:16]}"

@@ -16,14 +16,13 @@ from sample_app.config import Settings
 from sample_app.consumer import (
     GROUP,
     Consumer,
-    InvalidEvent,
     Ledger,
     consumer_config,
-    event_type,
     handle_event,
     lag,
 )
-from sample_app.events import TOPIC
+from sample_app.events import TOPIC, InvalidEvent, parse_event
+from sample_app.feed import ActivityRow, FeedUnavailable
 from sample_app.metrics import Metrics
 
 
@@ -47,9 +46,27 @@ def consumed(metrics: Metrics, kind: str) -> float:
     return value or 0.0
 
 
-def test_event_type_reads_what_the_publisher_writes() -> None:
-    assert event_type(event("user_created")) == "user_created"
-    assert event_type(event("item_created", owner_id="u1")) == "item_created"
+class Feed:
+    """A feed writer that keeps its rows, or fails while `down`."""
+
+    def __init__(self) -> None:
+        self.rows: list[ActivityRow] = []
+        self.down = False
+
+    def write(self, row: ActivityRow) -> None:
+        if self.down:
+            raise FeedUnavailable("Cassandra is down")
+        self.rows.append(row)
+
+
+def counted(metrics: Metrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name, {"plan": metrics.plan}) or 0.0
+
+
+def test_parse_event_reads_what_the_publisher_writes() -> None:
+    parsed = parse_event(event("item_created", owner_id="u1"))
+    assert (parsed.type, parsed.key, parsed.data["owner_id"]) == ("item_created", "u1", "u1")
+    assert parse_event(event("user_created")).type == "user_created"
 
 
 @pytest.mark.parametrize(
@@ -63,9 +80,9 @@ def test_event_type_reads_what_the_publisher_writes() -> None:
         json.dumps({"type": "user_created", "key": "u1", "data": "x"}).encode(),
     ],
 )
-def test_event_type_rejects_what_is_not_an_event(value: bytes | None) -> None:
+def test_parse_event_rejects_what_is_not_an_event(value: bytes | None) -> None:
     with pytest.raises(InvalidEvent):
-        event_type(value)
+        parse_event(value)
 
 
 def test_events_are_counted_by_type_and_a_redelivery_only_once() -> None:
@@ -89,6 +106,40 @@ def test_an_invalid_event_is_counted_and_passed_so_it_cannot_stall_a_partition()
     assert handle_event(FakeRecord(1, event("user_created")), ledger, metrics) == "user_created"
     assert consumed(metrics, "invalid") == 1
     assert handle_event(FakeRecord(0, b"{bad"), ledger, metrics) == "duplicate"
+
+
+def test_each_event_writes_its_feed_row_once() -> None:
+    metrics, ledger, feed = Metrics("shop"), Ledger(), Feed()
+    record = FakeRecord(0, event("user_created", created_at=5, name="Ada"))
+    assert handle_event(record, ledger, metrics, feed) == "user_created"
+    assert [(r.user_id, r.at_ms, r.type) for r in feed.rows] == [("u1", 5, "user_created")]
+    assert handle_event(record, ledger, metrics, feed) == "duplicate"
+    assert len(feed.rows) == 1
+    assert counted(metrics, "feed_writes_total") == 1
+
+
+def test_a_row_not_written_leaves_its_event_unhandled() -> None:
+    metrics, ledger, feed = Metrics("shop"), Ledger(), Feed()
+    record = FakeRecord(0, event("user_created", created_at=5))
+    feed.down = True
+    with pytest.raises(FeedUnavailable):
+        handle_event(record, ledger, metrics, feed)
+    # Neither counted nor marked done: the same record is handled when it comes again.
+    assert not ledger.seen(record)
+    assert consumed(metrics, "user_created") == 0
+    assert counted(metrics, "feed_errors_total") == 1
+    feed.down = False
+    assert handle_event(record, ledger, metrics, feed) == "user_created"
+    assert len(feed.rows) == 1
+
+
+def test_an_event_the_feed_cannot_hold_is_passed_not_retried() -> None:
+    metrics, ledger, feed = Metrics("shop"), Ledger(), Feed()
+    # No created_at: no row could ever be written for it.
+    assert handle_event(FakeRecord(0, event("user_created")), ledger, metrics, feed) == "invalid"
+    assert feed.rows == []
+    # Without a feed the same event is only counted.
+    assert handle_event(FakeRecord(1, event("user_created")), ledger, metrics) == "user_created"
 
 
 def test_a_revoked_partition_is_forgotten() -> None:

@@ -2,7 +2,8 @@
 
 These are exactly the variables sample_app.config reads. A variable is present only in
 the phases that have its service, so the app's behaviour follows from its environment.
-URLs that carry a password go in the Secret.
+URLs that carry a password go in the Secret. Variables only some roles read are set on
+those roles' containers instead (role_values).
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from phaseshift.catalog import Database, Queue, Stream
+from phaseshift.render import cassandra, components, kafka, postgres, rabbitmq, redis, sqlite
 from phaseshift.render import credentials as cred
-from phaseshift.render import kafka, postgres, rabbitmq, redis, sqlite
 from phaseshift.render.encoding import content_hash, secret_data
 from phaseshift.render.scope import Scope
 from phaseshift.render.sizing import read_replicas
 
 COMPONENT = "config"
+# The roles that use the activity feed in Cassandra: the consumer writes it, the
+# data-service serves it. No other role connects to Cassandra.
+FEED_ROLES = frozenset({"consumer", "data-service"})
 CONFIG = "app-config"
 SECRET = "app-secret"
 
@@ -31,6 +35,17 @@ def config_values(scope: Scope) -> dict[str, str]:
         values["USER_SERVICE_URL"] = f"http://{scope.name('user-service')}"
         values["DATA_SERVICE_URL"] = f"http://{scope.name('data-service')}"
     return values
+
+
+def role_values(scope: Scope, role: str) -> dict[str, str]:
+    """The variables of one role's containers beside the shared ConfigMap."""
+    if scope.catalog.database.cassandra and role in FEED_ROLES:
+        return {
+            "CASSANDRA_CONTACT_POINTS": cassandra.contact_point(scope),
+            "CASSANDRA_KEYSPACE": cassandra.APP_KEYSPACE,
+            "CASSANDRA_REPLICATION_FACTOR": str(components.cassandra_replication_factor(scope)),
+        }
+    return {}
 
 
 def secret_values(scope: Scope) -> dict[str, str]:

@@ -41,6 +41,15 @@ HOME = "/opt/cassandra"
 DATA = "/var/lib/cassandra"
 CONF_DIR = "/etc/phaseshift/cassandra"  # an emptyDir the start script fills
 LOGS = "/var/log/cassandra"
+CQL_PORT = 9042
+# The app's keyspace (its activity feed): each plan has a ring of its own, so one name.
+APP_KEYSPACE = "phaseshift"
+
+
+def contact_point(scope: Scope) -> str:
+    """The client Service: the driver reaches one node through it and discovers the
+    others from that node's system.peers."""
+    return f"{scope.name(SUFFIX)}:{CQL_PORT}"
 
 
 def cassandra_yaml(scope: Scope) -> str:

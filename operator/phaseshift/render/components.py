@@ -129,6 +129,11 @@ def cassandra_nodes(scope: Scope) -> int:
     return int(value) if value is not None else CASSANDRA_NODES
 
 
+def cassandra_replication_factor(scope: Scope) -> int:
+    """The activity feed keyspace's replicas: three, or every node of a smaller ring."""
+    return min(cassandra_nodes(scope), MAX_REPLICATION_FACTOR)
+
+
 def edge_replicas(scope: Scope) -> int:
     value = _field(_own(scope, "edge"), "replicas")
     return int(value) if value is not None else EDGE_REPLICAS

@@ -37,7 +37,7 @@ def app_container(
     app_port = scope.plan.spec.app.port
     # PORT also sits in the shared ConfigMap; set here it follows this pod's own release,
     # so an idle colour or a canary with a new spec.app.port listens where it is probed.
-    values = {"APP_ROLE": role, "PORT": str(app_port)}
+    values = {"APP_ROLE": role, "PORT": str(app_port), **appconfig.role_values(scope, role)}
     # The plan's own variables win over ours (one entry per name: env is a map list to
     # server-side apply), and any explicit env entry wins over envFrom.
     values.update({e.name: e.value for e in scope.plan.spec.app.env})

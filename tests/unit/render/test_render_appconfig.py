@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from render_helpers import containers, find
+import pytest
+from render_helpers import containers, env_of, find
 
 from phaseshift.render import RenderContext, render_phase
 from phaseshift.render.workload import ANNOTATION_CONFIG_HASH
@@ -13,8 +14,10 @@ from sample_app.config import Settings
 READ_BY_APP = {
     "DATABASE_URL", "READ_REPLICA_URLS", "DATABASE_SHARD_URLS", "REDIS_URL", "REDIS_CLUSTER",
     "QUEUE_URL", "KAFKA_BOOTSTRAP", "PHASESHIFT_PLAN", "APP_ROLE", "USER_SERVICE_URL",
-    "DATA_SERVICE_URL", "PORT",
+    "DATA_SERVICE_URL", "PORT", "CASSANDRA_CONTACT_POINTS", "CASSANDRA_KEYSPACE",
+    "CASSANDRA_REPLICATION_FACTOR",
 }  # fmt: skip
+FEED_VARIABLES = {"CASSANDRA_CONTACT_POINTS", "CASSANDRA_KEYSPACE", "CASSANDRA_REPLICATION_FACTOR"}
 CREDENTIAL_BEARING = {"DATABASE_URL", "READ_REPLICA_URLS", "DATABASE_SHARD_URLS", "QUEUE_URL"}
 
 
@@ -53,24 +56,61 @@ def test_each_phase_configures_its_services(render, make_plan) -> None:
         assert set(config) | set(secret) == keys, phase
 
 
+def _app_containers(objects) -> dict[str, dict[str, str]]:
+    """Each app Deployment's own env (APP_ROLE, PORT, role variables), by Deployment."""
+    return {
+        obj["metadata"]["name"]: env
+        for obj in objects
+        if obj["kind"] == "Deployment"
+        for container in containers(obj)
+        for env in [env_of(container)]
+        if "APP_ROLE" in env
+    }
+
+
 def test_the_app_accepts_every_phase_environment(render) -> None:
     """sample_app's own parser accepts what each rendered app Deployment would run with."""
     for phase in (1, 2, 3, 4):
         objects = render(phase)
         config, secret = _environment(objects)
-        roles = {
-            env["value"]
-            for obj in objects
-            if obj["kind"] == "Deployment"
-            for container in containers(obj)
-            for env in container.get("env", [])
-            if env["name"] == "APP_ROLE"
-        }
-        assert roles, phase
-        for role in roles:
-            settings = Settings.from_env({**config, **secret, "APP_ROLE": role})
-            assert (settings.plan, settings.role) == ("shop", role)
+        own = _app_containers(objects)
+        assert own, phase
+        for env in own.values():
+            assert set(env) <= READ_BY_APP
+            settings = Settings.from_env({**config, **secret, **env})
+            assert (settings.plan, settings.role) == ("shop", env["APP_ROLE"])
             assert settings.uses_sqlite == (phase == 1)
+            if env["APP_ROLE"] in {"consumer", "data-service"} and phase == 4:
+                assert settings.cassandra_contact_points == (("shop-cassandra", 9042),)
+                assert settings.cassandra_keyspace == "phaseshift"
+                assert settings.cassandra_replication_factor == 3
+
+
+def test_only_the_feeds_writer_and_reader_reach_cassandra(render) -> None:
+    """The activity feed's variables: on the consumer (which writes it) and the
+    data-service (which serves it), in the phase that has Cassandra, nowhere else."""
+    for phase in (1, 2, 3, 4):
+        objects = render(phase)
+        config, secret = _environment(objects)
+        assert not (set(config) | set(secret)) & FEED_VARIABLES
+        with_feed = {
+            name for name, env in _app_containers(objects).items() if set(env) >= FEED_VARIABLES
+        }
+        expected = (
+            {"shop-event-consumer", "shop-data-service", "shop-data-service-canary"}
+            if phase == 4
+            else set()
+        )
+        assert with_feed == expected, phase
+
+
+@pytest.mark.parametrize(("nodes", "replicas"), [(1, "1"), (2, "2"), (3, "3"), (5, "3")])
+def test_the_feeds_replication_follows_the_ring_up_to_three(
+    render, make_plan, nodes, replicas
+) -> None:
+    plan = make_plan(overrides=[{"phase": 4, "components": {"cassandra": {"nodes": nodes}}}])
+    env = env_of(containers(find(render(4, plan), "Deployment", "shop-event-consumer"))[0])
+    assert env["CASSANDRA_REPLICATION_FACTOR"] == replicas
 
 
 def test_urls_carry_the_generated_password_url_encoded(render) -> None:
