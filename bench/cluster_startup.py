@@ -27,6 +27,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 from phaseshift.lab import cluster as local_cluster
+from phaseshift.lab.wait import wait_for
 
 GiB = 1024**3
 MiB = 1024**2
@@ -61,11 +62,12 @@ def fresh_namespace(core: client.CoreV1Api) -> str:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     # Pods are refused until the namespace's default ServiceAccount exists; that wait is
     # namespace setup, not pod start, so it stays outside the timed part.
-    deadline = time.monotonic() + 30
-    while not core.list_namespaced_service_account(name).items:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"namespace {name} got no default ServiceAccount")
-        time.sleep(0.05)
+    wait_for(
+        lambda: core.list_namespaced_service_account(name).items,
+        30,
+        f"the default ServiceAccount of namespace {name}",
+        poll=0.05,
+    )
     return name
 
 
@@ -74,14 +76,16 @@ def time_deployment_ready(api: client.ApiClient, timeout: float = 60.0) -> float
     namespace = fresh_namespace(core)
     started = time.monotonic()
     apps.create_namespaced_deployment(namespace, deployment("web"))
-    while time.monotonic() - started < timeout:
-        status = apps.read_namespaced_deployment_status("web", namespace).status
-        if status is not None and (status.ready_replicas or 0) >= REPLICAS:
-            elapsed = time.monotonic() - started
-            core.delete_namespace(namespace)
-            return elapsed
-        time.sleep(0.02)
-    raise RuntimeError(f"the Deployment in {namespace} was not Ready within {timeout:.0f}s")
+    wait_for(
+        lambda: apps.read_namespaced_deployment_status("web", namespace).status,
+        timeout,
+        f"the Deployment in {namespace} Ready",
+        poll=0.02,
+        until=lambda status: status is not None and (status.ready_replicas or 0) >= REPLICAS,
+    )
+    elapsed = time.monotonic() - started
+    core.delete_namespace(namespace)
+    return elapsed
 
 
 def rss_bytes(pid: int) -> int:

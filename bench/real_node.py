@@ -32,6 +32,7 @@ from kubernetes import client, config
 
 from phaseshift.lab import cluster as local_cluster
 from phaseshift.lab import images, node, processes
+from phaseshift.lab.wait import wait_for
 
 MiB = 1024**2
 
@@ -113,8 +114,9 @@ def pods_ready(
         core.create_namespaced_pod(namespace, pod(name, container))
         created[name] = time.monotonic()
     ready: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    while len(ready) < count and time.monotonic() < deadline:
+
+    def note_ready() -> int:
+        """Records when each pod was first seen Ready; returns how many are."""
         for item in core.list_namespaced_pod(namespace).items:
             name = item.metadata.name
             conditions = item.status.conditions or []
@@ -122,9 +124,9 @@ def pods_ready(
                 c.type == "Ready" and c.status == "True" for c in conditions
             ):
                 ready[name] = time.monotonic() - created[name]
-        time.sleep(0.1)
-    if len(ready) < count:
-        raise RuntimeError(f"only {len(ready)} of {count} pods were Ready within {timeout:.0f}s")
+        return len(ready)
+
+    wait_for(note_ready, timeout, f"{count} pods Ready", poll=0.1, until=lambda n: n >= count)
     return sorted(ready.values())
 
 

@@ -38,6 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from phaseshift.lab.wait import wait_for  # noqa: E402
 from sample_app.cache import Cache  # noqa: E402
 from sample_app.config import Settings  # noqa: E402
 from sample_app.loadgen import run_load  # noqa: E402
@@ -63,16 +64,19 @@ def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the app did not become ready with {env}")
+    try:
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code,
+            30,
+            f"the app ready with {env}",
+            poll=0.2,
+            until=lambda status: status == 200,
+            retry_on=(httpx.HTTPError,),
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc
 
 
 def seed_catalogue(url: str, owners: int, items_each: int) -> list[str]:
@@ -137,11 +141,8 @@ def read_paths(
                 svc.get_user(owner)
         memory = services[2].cache
         assert memory is not None
-        deadline = time.monotonic() + 10
-        while not memory.local.enabled and time.monotonic() < deadline:
-            time.sleep(0.05)  # the invalidation subscription is confirmed asynchronously
-        if not memory.local.enabled:
-            raise RuntimeError("the cache's in-process level did not come up")
+        # The invalidation subscription is confirmed asynchronously.
+        wait_for(lambda: memory.local.enabled, 10, "the cache's in-process level", poll=0.05)
         counters = [_cache_counts(svc) for svc in services]
         for _ in range(rounds):
             for i, svc in enumerate(services):

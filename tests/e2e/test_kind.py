@@ -13,13 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from phaseshift.lab.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -83,14 +84,13 @@ def plan_status(kubeconfig: Path) -> dict[str, Any]:
 
 
 def wait_phase(kubeconfig: Path, phase: int, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = plan_status(kubeconfig)
-        if status.get("phase") == phase and not status.get("transition"):
-            return status
-        time.sleep(2)
-    raise AssertionError(f"phase {phase} not reached; status: {status}")
+    return wait_for(
+        lambda: plan_status(kubeconfig),
+        timeout,
+        f"phase {phase}",
+        poll=2,
+        until=lambda status: status.get("phase") == phase and not status.get("transition"),
+    )
 
 
 def test_walkthrough_promotes_shop_from_phase_1_to_2(kind_cluster: Path) -> None:

@@ -150,18 +150,21 @@ def test_prediction_decides_earlier_than_the_threshold_on_a_rising_ramp(
     ramping = threading.Thread(target=ramp, daemon=True)
     ramping.start()
     promoted: list[tuple[str, Decision, float | None]] = []
+
+    def decide_the_rest() -> list[tuple[str, Decision, float | None]]:
+        """Decides each plan not yet promoted; records the first move of each, in order."""
+        now = datetime.now(UTC)
+        snapshot = fetch_signals(list(plans.values()), now)
+        for label, plan in plans.items():
+            if any(label == done for done, _, _ in promoted):
+                continue
+            decision = decide(snapshot[PlanKey.of(plan)], plan, now)
+            if decision.moves:
+                promoted.append((label, decision, current_users(snapshot[PlanKey.of(plan)])))
+        return promoted
+
     try:
-        deadline = time.monotonic() + 120
-        while len(promoted) < 2 and time.monotonic() < deadline:
-            now = datetime.now(UTC)
-            snapshot = fetch_signals(list(plans.values()), now)
-            for label, plan in plans.items():
-                if any(label == done for done, _, _ in promoted):
-                    continue
-                decision = decide(snapshot[PlanKey.of(plan)], plan, now)
-                if decision.moves:
-                    promoted.append((label, decision, current_users(snapshot[PlanKey.of(plan)])))
-            time.sleep(0.25)
+        wait_for(decide_the_rest, 120, "both plans promoted", until=lambda p: len(p) >= 2)
     finally:
         stop.set()
         ramping.join()
