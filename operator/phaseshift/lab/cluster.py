@@ -29,6 +29,7 @@ from phaseshift.crd import crd_yaml
 from phaseshift.lab import binaries, node, nodeaddons, processes
 from phaseshift.lab.nodeconfig import NodeNetwork, NodePaths, bridge_name
 from phaseshift.lab.prometheus import PrometheusServer
+from phaseshift.lab.wait import wait_for
 
 
 class ClusterError(RuntimeError):
@@ -176,22 +177,34 @@ def _kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def _wait_nodes_ready(cluster: LocalCluster, nodes: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def _log_tail(cluster: LocalCluster, component: str, lines: int = 3) -> str:
+    log = cluster.directory / "logs" / f"{component}.log"
+    return " | ".join(log.read_text().splitlines()[-lines:]) if log.exists() else "no log"
+
+
+def _ready_nodes(cluster: LocalCluster) -> int:
+    """Nodes whose Ready condition is True; fails at once when a component has died,
+    since no node turns Ready without kwok-controller, nor without the API server."""
+    died = processes.exited(cluster.directory / "pids")
+    if died:
+        tails = "; ".join(f"{name}: {_log_tail(cluster, name)}" for name in died)
+        raise ClusterError(f"components of cluster {cluster.name!r} exited ({tails})")
     jsonpath = '{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}'
-    while time.monotonic() < deadline:
-        out = _kubectl(cluster, "get", "nodes", "-o", f"jsonpath={jsonpath}").stdout
-        if out.split().count("True") >= nodes:
-            return
-        time.sleep(0.2)
-    # Say what was seen, so that a slow start can be told from a stuck one.
-    seen = _kubectl(cluster, "get", "nodes", "--no-headers").stdout.strip() or "no nodes"
-    log = cluster.directory / "logs" / "kwok-controller.log"
-    tail = " | ".join(log.read_text().splitlines()[-3:]) if log.exists() else "no log"
-    raise ClusterError(
-        f"nodes of cluster {cluster.name!r} did not become Ready in {timeout:.0f}s "
-        f"(nodes: {' ; '.join(seen.splitlines())}; kwok-controller: {tail})"
-    )
+    out = _kubectl(cluster, "get", "nodes", "-o", f"jsonpath={jsonpath}").stdout
+    return out.split().count("True")
+
+
+def _wait_nodes_ready(cluster: LocalCluster, nodes: int, timeout: float) -> None:
+    try:
+        wait_for(lambda: _ready_nodes(cluster), timeout, poll=0.2, until=lambda n: n >= nodes)
+    except AssertionError:
+        # Say what was seen, so that a slow start can be told from a stuck one.
+        seen = _kubectl(cluster, "get", "nodes", "--no-headers").stdout.strip() or "no nodes"
+        raise ClusterError(
+            f"nodes of cluster {cluster.name!r} did not become Ready in {timeout:.0f}s "
+            f"(nodes: {' ; '.join(seen.splitlines())}; "
+            f"kwok-controller: {_log_tail(cluster, 'kwok-controller')})"
+        ) from None
 
 
 def _wait_default_serviceaccount(cluster: LocalCluster, timeout: float) -> None:
@@ -311,6 +324,47 @@ def up(
     if cluster.exists():
         # Left behind by a crash: clear it so the new cluster starts clean.
         down(name)
+    try:
+        _start_kwok_with_one_retry(cluster, bin_dir, nodes, port, timeout, real_node)
+        if node_bin_dir is not None:
+            _start_real_node(cluster, node_bin_dir)
+            _wait_nodes_ready(cluster, nodes + 1, timeout)
+        _wait_default_serviceaccount(cluster, timeout)
+        if real_node:
+            _install_node_addons(cluster, timeout)
+        if with_prometheus:
+            prometheus = PrometheusServer(cluster.prometheus_dir)
+            prometheus.start()
+    except BaseException:
+        down(name)
+        raise
+    return cluster
+
+
+def _start_kwok_with_one_retry(
+    cluster: LocalCluster, bin_dir: Path, nodes: int, port: int, timeout: float, real_node: bool
+) -> None:
+    """The control plane with `nodes` Ready kwok nodes, and the provisioner; started a
+    second time, from nothing, if it fails to start or its nodes do not turn Ready.
+
+    kwokctl picks each component's port by probing it, with no lock across processes: a
+    cluster that starts or stops at the same moment can take the port between the probe
+    and the component's bind, and the component exits. A second start probes again."""
+    try:
+        _start_kwok(cluster, bin_dir, nodes, port, timeout, real_node)
+    except ClusterError as first:
+        print(f"starting cluster {cluster.name!r} again: {first}", file=sys.stderr)
+        down(cluster.name)
+        try:
+            _start_kwok(cluster, bin_dir, nodes, port, timeout, real_node)
+        except ClusterError as second:
+            raise ClusterError(f"{second}; at the first start: {first}") from first
+
+
+def _start_kwok(
+    cluster: LocalCluster, bin_dir: Path, nodes: int, port: int, timeout: float, real_node: bool
+) -> None:
+    name = cluster.name
     args = [
         "create", "cluster", "--name", name, "--runtime", "binary",
         "--secure-port=true", "--kube-authorization=true", "--kube-admission=true",
@@ -325,24 +379,12 @@ def up(
     ]  # fmt: skip
     if port:
         args.append(f"--kube-apiserver-port={port}")
-    try:
-        _kwokctl(bin_dir, *args)
-        if nodes:
-            _kwokctl(bin_dir, "scale", "node", "--name", name, "--replicas", str(nodes))
-        _start_provisioner(cluster)
-        if node_bin_dir is not None:
-            _start_real_node(cluster, node_bin_dir)
-        _wait_nodes_ready(cluster, nodes + (1 if real_node else 0), timeout)
-        _wait_default_serviceaccount(cluster, timeout)
-        if real_node:
-            _install_node_addons(cluster, timeout)
-        if with_prometheus:
-            prometheus = PrometheusServer(cluster.prometheus_dir)
-            prometheus.start()
-    except BaseException:
-        down(name)
-        raise
-    return cluster
+    _kwokctl(bin_dir, *args)
+    if nodes:
+        _kwokctl(bin_dir, "scale", "node", "--name", name, "--replicas", str(nodes))
+    _start_provisioner(cluster)
+    # With a real node, kwok manages the fake nodes only: those are what it must ready.
+    _wait_nodes_ready(cluster, nodes, timeout)
 
 
 NODE_IMAGES = ("pause", "coredns", "metrics-server")
@@ -486,8 +528,11 @@ def down(name: str = "phaseshift") -> bool:
     pids = cluster.pids()
     if not binaries.missing():
         _kwokctl(binaries.bin_dir(), "delete", "cluster", "--name", name, check=False)
-    for pid in pids:  # ours (the provisioner) and whatever kwokctl could not stop
-        processes.terminate(pid)
+    # Ours (the provisioner) and whatever kwokctl could not stop. Wait until each is gone:
+    # a cluster started next may probe the same ports, and must find them free.
+    outlived = [pid for pid in pids if not processes.terminate(pid)]
+    if outlived:
+        print(f"cluster {name!r}: processes {outlived} outlived SIGKILL", file=sys.stderr)
     shutil.rmtree(cluster.directory, ignore_errors=True)
     (kwok_workdir() / f"{name}-kwokctl.yaml").unlink(missing_ok=True)
     return True

@@ -313,13 +313,7 @@ def wait_for_socket(path: Path, what: str, log: Path, timeout: float = 30.0) -> 
 
 def exited(paths: NodePaths) -> list[str]:
     """The node's processes that were started and are no longer running."""
-    pids = paths.home / "pids"
-    gone = []
-    for name in PROCESS_NAMES:
-        pid = processes.recorded_pid(pids, name)
-        if pid is not None and not processes.alive(pid):
-            gone.append(name)
-    return gone
+    return processes.exited(paths.home / "pids", PROCESS_NAMES)
 
 
 # -- teardown ------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from phaseshift.lab.wait import wait_for
 
 
 def spawn(
@@ -49,27 +50,44 @@ def alive(pid: int) -> bool:
         return False
 
 
-def terminate(pid: int, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds."""
+def terminate(pid: int, grace: float = 5.0) -> bool:
+    """SIGTERM, then SIGKILL after `grace` seconds. Returns once the process is gone, so
+    its ports are free again, or False if it outlived SIGKILL by another `grace` seconds."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            _reap(pid)
-            return
-        time.sleep(0.1)
+        return True
+    if _gone_within(pid, grace):
+        return True
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+    return _gone_within(pid, grace)
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    try:
+        wait_for(lambda: not alive(pid), seconds, f"process {pid} to end", poll=0.1)
+    except AssertionError:
+        return False
     _reap(pid)
+    return True
 
 
 def _reap(pid: int) -> None:
     # Our own child (started in this process) would stay a zombie otherwise.
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def exited(pids_dir: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Those of `names` (by default: every process recorded in `pids_dir`) that were
+    started and are no longer running."""
+    wanted = sorted(p.stem for p in pids_dir.glob("*.pid")) if names is None else names
+    return [
+        name
+        for name in wanted
+        if (pid := recorded_pid(pids_dir, name)) is not None and not alive(pid)
+    ]
 
 
 def recorded_pid(pids_dir: Path, name: str) -> int | None:
