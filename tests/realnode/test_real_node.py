@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from integration.plans import wait_for
 
 from phaseshift.lab.cluster import Kubectl, LocalCluster
+from phaseshift.lab.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ database flush or queue names cleaned, so tests stay independent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
-import random
 import shutil
 import signal
 import socket
@@ -26,30 +26,17 @@ from typing import Any, TypeVar
 
 import pytest
 
+from phaseshift.lab import ports
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 T = TypeVar("T")
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A free port below 55000 whose +10000 twin is free too.
-
-    Redis Cluster listens on port + 10000 for its bus, and RabbitMQ derives its
-    distribution port the same way, so the ephemeral range (up to 65535) won't do.
-    """
-    while True:
-        port = random.randint(20000, 54999)
-        if _bindable(port) and _bindable(port + 10000):
-            return port
+# Redis Cluster listens on port + 10000 for its bus, RabbitMQ derives its distribution
+# port the same way and Cassandra's storage port is placed there: every server's port
+# here keeps that twin free.
+free_port = functools.partial(ports.free_port, twin_offset=10000)
 
 
 class ServerExited(RuntimeError):
