@@ -30,6 +30,7 @@ from phaseshift.lab.realshop import (
     laptop_sizes,
     phase_images,
     pinned_plan,
+    pod_metric,
     pods,
     request,
     served,
@@ -210,6 +211,45 @@ def test_kafka_runs_three_kraft_brokers_and_an_event_survives_the_loss_of_one(
         poll=5,
         what=f"{lost} to catch up and rejoin every partition's in-sync replicas",
     )
+
+
+def test_the_consumer_keeps_each_users_activity_feed_in_cassandra(
+    kubectl: Kubectl, shop: Shop
+) -> None:
+    """What the NoSQL store is for here: the event consumer writes a per-user read model
+    into Cassandra from Kafka, and the data-service serves it through the gateway."""
+    namespace = shop.namespace
+    gateway = service_url(kubectl, namespace, f"{PLAN}-gateway")
+    consumer = pods(kubectl, namespace, "event-consumer")[0]
+    written_before = pod_metric(kubectl, namespace, consumer, 8080, "feed_writes_total") or 0
+    user = request("POST", f"{gateway}/users", {"name": "Edsger", "email": "edsger@example.com"})
+    first = request("POST", f"{gateway}/items", {"owner": user["id"], "name": "pen"})
+    second = request("POST", f"{gateway}/items", {"owner": user["id"], "name": "ink"})
+
+    def feed() -> list[dict[str, Any]]:
+        return list(request("GET", f"{gateway}/users/{user['id']}/activity")["activity"])
+
+    wait_for(
+        lambda: len(feed()) == 3,
+        timeout=180,
+        poll=2,
+        what="the user's three events in the activity feed",
+        retry_on=(OSError,),
+    )
+    # Newest first: the feed is one Cassandra partition read in clustering order.
+    assert [entry["id"] for entry in feed()] == [second["id"], first["id"], user["id"]]
+    assert [entry["type"] for entry in feed()] == ["item_created", "item_created", "user_created"]
+    latest = request("GET", f"{gateway}/users/{user['id']}/activity?limit=1")["activity"]
+    assert [entry["id"] for entry in latest] == [second["id"]]
+    # The rows came from the consumer's writes to the cluster's Cassandra.
+    written = pod_metric(kubectl, namespace, consumer, 8080, "feed_writes_total") or 0
+    assert written >= written_before + 3
+    node = pods(kubectl, namespace, "cassandra")[0]
+    tables = kubectl(
+        "-n", namespace, "exec", node, "-c", "cassandra", "--",
+        "nodetool", "tablestats", "phaseshift.activity_by_user",
+    ).stdout  # fmt: skip
+    assert "activity_by_user" in tables, tables
 
 
 def test_the_prometheus_of_the_manifests_scrapes_the_app_and_every_exporter(
