@@ -4,6 +4,7 @@ rollout status, and the canary track's metrics kept moving."""
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -57,8 +58,9 @@ def canary_error_rate(world: World) -> float | None:
     return fetch_canary(parse_plan(world.plan()), datetime.now(UTC)).error_rate
 
 
-class Background:
-    """`step()` every `period` seconds in a thread of its own, while the `with` block runs."""
+class Background(ABC):
+    """`step()` every `period` seconds in a thread of its own, while the `with` block
+    runs; a subclass says what one step does."""
 
     period = 0.1
 
@@ -66,8 +68,8 @@ class Background:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def step(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def step(self) -> None: ...
 
     def _run(self) -> None:
         while not self._stop.is_set():
