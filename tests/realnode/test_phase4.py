@@ -100,26 +100,14 @@ def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
         return list(json.load(response)["data"]["result"])
 
 
-def requests_served(url: str, path: str) -> float:
-    """The http_requests_total a service counted for one route template (across its
-    methods and codes)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("http_requests_total{") and f'route="{path}"' in line
-    )
-
-
 def test_the_gateway_routes_users_and_items_to_their_services(kubectl: Kubectl, shop: Shop) -> None:
     namespace = shop.namespace
     gateway = service_url(kubectl, namespace, f"{PLAN}-gateway")
     served(gateway)
     users = service_url(kubectl, namespace, f"{PLAN}-user-service")
     data = service_url(kubectl, namespace, f"{PLAN}-data-service")
-    users_before = requests_served(users, "/users")
-    items_before = requests_served(data, "/items")
+    users_before = app_metric(users, "http_requests_total", route="/users")
+    items_before = app_metric(data, "http_requests_total", route="/items")
 
     user = request("POST", f"{gateway}/users", {"name": "Ada", "email": "ada@example.com"})
     item = request("POST", f"{gateway}/items", {"owner": user["id"], "name": "loom"})
@@ -127,9 +115,9 @@ def test_the_gateway_routes_users_and_items_to_their_services(kubectl: Kubectl, 
     assert request("GET", f"{gateway}/items/{item['id']}")["name"] == "loom"
 
     # Each request reached the service that owns it, and only that one.
-    assert requests_served(users, "/users") == users_before + 1
-    assert requests_served(data, "/items") == items_before + 1
-    assert requests_served(users, "/items") == 0
+    assert app_metric(users, "http_requests_total", route="/users") == users_before + 1
+    assert app_metric(data, "http_requests_total", route="/items") == items_before + 1
+    assert app_metric(users, "http_requests_total", route="/items") == 0
 
 
 def kafka(kubectl: Kubectl, namespace: str, pod: str, script: str, *args: str) -> str:
@@ -179,15 +167,10 @@ def test_kafka_runs_three_kraft_brokers_and_an_event_survives_the_loss_of_one(
 
     def consumed() -> float:
         # Read through the API server's proxy: the consumer has no Service.
-        text = kubectl(
-            "get", "--raw",
-            f"/api/v1/namespaces/{namespace}/pods/{consumer}:8080/proxy/metrics",
-        ).stdout  # fmt: skip
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("events_consumed_total{") and 'type="user_created"' in line
+        count = pod_metric(
+            kubectl, namespace, consumer, 8080, "events_consumed_total", type="user_created"
         )
+        return count or 0.0
 
     before = consumed()
     # One broker gone: the two left are a KRaft majority and min.insync.replicas.

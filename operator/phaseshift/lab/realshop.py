@@ -141,28 +141,33 @@ def psql(kubectl: Kubectl, namespace: str, pod: str, sql: str) -> str:
     )  # fmt: skip
 
 
-def metric_sum(text: str, name: str) -> float | None:
-    """The sum of a metric's samples in Prometheus' text format; None if it has none."""
+def metric_sum(text: str, name: str, **labels: str) -> float | None:
+    """The sum of a metric's samples in Prometheus' text format, of those carrying every
+    label given; None if it has none."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
     values = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
+        if (line.startswith(name + "{") or line.startswith(name + " "))
+        and all(label in line for label in wanted)
     ]
     return sum(values) if values else None
 
 
-def app_metric(url: str, name: str) -> float:
+def app_metric(url: str, name: str, **labels: str) -> float:
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        return metric_sum(response.read().decode(), name) or 0.0
+        return metric_sum(response.read().decode(), name, **labels) or 0.0
 
 
-def pod_metric(kubectl: Kubectl, namespace: str, pod: str, port: int, name: str) -> float | None:
+def pod_metric(
+    kubectl: Kubectl, namespace: str, pod: str, port: int, name: str, **labels: str
+) -> float | None:
     """A metric a pod serves at :port/metrics, read through the API server's pod proxy
     (the way Prometheus is not needed to see what an exporter exports)."""
     text = kubectl(
         "get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics"
     ).stdout
-    return metric_sum(text, name)
+    return metric_sum(text, name, **labels)
 
 
 def pods(kubectl: Kubectl, namespace: str, workload: str) -> list[str]:
