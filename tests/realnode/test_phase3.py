@@ -179,7 +179,13 @@ def test_the_redis_cluster_forms_and_forms_again_after_all_its_pods_are_deleted(
     kubectl: Kubectl, shop: str
 ) -> None:
     namespace = shop
-    assert redis_cluster_ok(kubectl, namespace)
+    # The StatefulSet rolls out before its bootstrap has assigned every slot.
+    wait_for(
+        lambda: redis_cluster_ok(kubectl, namespace),
+        timeout=300,
+        poll=3,
+        what="the Redis Cluster to form with six nodes",
+    )
     url = service_url(kubectl, namespace, f"{PLAN}-app")
     user = request("POST", f"{url}/users", {"name": "Barbara", "email": "barbara@example.com"})
 
