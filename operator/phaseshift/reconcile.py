@@ -30,7 +30,6 @@ from phaseshift.api import (
 )
 from phaseshift.api import Decision as RecordedDecision
 from phaseshift.applier import Applier
-from phaseshift.catalog import PHASES
 from phaseshift.desired import Desired
 from phaseshift.kube import KubeApi, api_message, keyed, permanent, refused_object
 from phaseshift.metrics import OperatorMetrics
@@ -206,29 +205,14 @@ class Reconciler:
         """Keep the steady phase applied, and move a rollout of spec.app along."""
         if status.phase is None:
             return
-        if status.release is None:
-            # A plan from before releases were recorded: what runs is spec.app.
-            status.release = rollout.release_of(plan.spec.app)
-        # Only phase 2 has colours; leaving it retires both, and coming back starts blue.
-        status.live_colour = (
-            (status.live_colour or "blue") if PHASES[status.phase].colours else None
-        )
-        if status.transition is not None:
-            if rollout.pending(plan, status):
-                waiting = rollout.wait_for_transition(plan, status, now)
-                if waiting != status.rollout:
-                    self._event(
-                        plan, "Normal", "RolloutWaiting", f"{waiting.image} {waiting.message}"
-                    )
-                status.rollout = waiting
-            status.app_revision = rollout.revision_of(plan.spec.app)
-            return
-        if rollout.stale_wait(plan, status):
-            status.rollout = None
-        if not rollout.busy(status) and rollout.pending(plan, status):
+        self._take(plan, status, rollout.opening(plan, status, now))
+        if status.transition is None and not rollout.busy(status) and rollout.pending(plan, status):
             self._take(plan, status, rollout.start(plan, status, now))
             self.statuses.write(plan, status)  # a restart must find the rollout
+        # Acted on: a spec.app seen now is pending no more (see rollout.pending).
         status.app_revision = rollout.revision_of(plan.spec.app)
+        if status.transition is not None:
+            return
         self._apply_steady(plan, status, now)
         if rollout.busy(status):
             observed = self._observe(plan, status, now)
@@ -268,13 +252,10 @@ class Reconciler:
         try:
             self.applier.apply(plan, current)
         except DynamicApiError as e:
-            ro = status.rollout
             refused = refused_object(e)
             blamed = refused is None or refused in {(kind, name) for _, kind, name in changed}
-            if not (permanent(e) and blamed and ro and rollout.busy(status)):
+            if not rollout.rolls_back_refusal(status, permanent=permanent(e), blamed=blamed):
                 raise
-            if ro.step in (rollout.RolloutStep.SWITCH, rollout.RolloutStep.GRACE):
-                raise  # the new release is Ready already; it is not what failed
             why = f"the API server refused the new release: {api_message(e)}"
             self._take(plan, status, rollout.roll_back(status, now, why))
             self.statuses.write(plan, status)

@@ -198,6 +198,44 @@ class Progress:
     events: list[EventSpec] = field(default_factory=list)
 
 
+def opening(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
+    """What a look at the plan records before anything is applied:
+
+    1. the release that runs: spec.app for a plan from before releases were recorded;
+    2. the live colour: only phase 2 has colours; leaving it retires both, and coming back
+       starts blue;
+    3. while a phase transition runs, a release spec.app asks for is recorded as waiting
+       for it (with an Event when that record is new);
+    4. otherwise, a waiting record for a release spec.app no longer asks for is dropped.
+    """
+    assert status.phase is not None
+    release = status.release or release_of(plan.spec.app)
+    colour: Colour | None = (status.live_colour or "blue") if PHASES[status.phase].colours else None
+    current = status.model_copy(update={"release": release, "live_colour": colour})
+    progress = Progress(status.rollout, release, colour)
+    if status.transition is not None:
+        if pending(plan, current):
+            waiting = wait_for_transition(plan, current, now)
+            if waiting != status.rollout:
+                message = f"{waiting.image} {waiting.message}"
+                progress.events.append(("Normal", "RolloutWaiting", message))
+            progress.rollout = waiting
+    elif stale_wait(plan, current):
+        progress.rollout = None
+    return progress
+
+
+def rolls_back_refusal(status: ScalePlanStatus, *, permanent: bool, blamed: bool) -> bool:
+    """Whether the API server's refusal to apply the phase is the new release's to answer
+    for, rolled back rather than retried forever: the refusal is permanent (an invalid
+    template, a quota), it names an object the rollout changed (or none), and the rollout
+    has not switched yet. From Switch on the new release is Ready; it is not what failed."""
+    ro = status.rollout
+    if not (permanent and blamed and ro is not None and busy(status)):
+        return False
+    return ro.step not in (RolloutStep.SWITCH, RolloutStep.GRACE)
+
+
 def start(plan: ScalePlan, status: ScalePlanStatus, now: datetime) -> Progress:
     """Begin rolling spec.app out with the strategy of the current phase."""
     assert status.phase is not None

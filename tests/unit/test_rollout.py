@@ -370,6 +370,97 @@ def test_after_the_transition_the_waiting_rollout_starts_with_the_new_phases_str
     assert started.state == RolloutState.PROGRESSING
 
 
+# What a look records before anything is applied, and refusals ------------------------------
+
+
+def transitioning(frm: int, to: int, app: App = OLD) -> ScalePlanStatus:
+    return running(frm, app).model_copy(
+        update={"target_phase": to, "transition": Transition(from_=frm, to=to, started_at=T0)}
+    )
+
+
+def test_the_opening_records_spec_app_as_the_release_of_a_plan_from_before_releases() -> None:
+    status = running(3).model_copy(update={"release": None, "app_revision": None})
+    progress = rollout.opening(make_plan(OLD), status, at(1))
+    assert progress.release == rollout.release_of(OLD)
+    assert progress.rollout is None and progress.events == []
+
+
+@pytest.mark.parametrize(
+    ("phase", "colour", "expected"),
+    [(2, None, "blue"), (2, "green", "green"), (3, "green", None), (1, None, None)],
+)
+def test_the_opening_keeps_a_live_colour_in_phase_2_only(
+    phase: int, colour: Colour | None, expected: Colour | None
+) -> None:
+    progress = rollout.opening(make_plan(OLD), running(phase, live_colour=colour), at(1))
+    assert progress.live_colour == expected
+
+
+def test_the_opening_records_a_new_release_as_waiting_for_a_transition_once() -> None:
+    plan = make_plan(NEW)
+    status = transitioning(1, 2)
+    first = rollout.opening(plan, status, at(1))
+    assert first.rollout is not None and first.rollout.state == RolloutState.WAITING
+    assert reasons(first.events) == ["RolloutWaiting"]
+    status.rollout = first.rollout
+    again = rollout.opening(plan, status, at(30))
+    assert again.rollout == first.rollout
+    assert again.events == []
+
+
+def test_the_opening_leaves_the_rollout_alone_during_a_transition_with_nothing_new() -> None:
+    progress = rollout.opening(make_plan(OLD), transitioning(2, 3), at(1))
+    assert progress.rollout is None and progress.events == []
+
+
+def test_the_opening_drops_a_wait_for_a_release_no_longer_wanted_once_steady() -> None:
+    status = transitioning(1, 2)
+    status.rollout = rollout.wait_for_transition(make_plan(NEW), status, at(1))
+    status = status.model_copy(update={"phase": 2, "transition": None})
+    assert rollout.opening(make_plan(OLD), status, at(5)).rollout is None
+    # Still wanted: the record stays for `start` to take up.
+    assert rollout.opening(make_plan(NEW), status, at(5)).rollout == status.rollout
+
+
+def test_the_opening_does_not_change_its_input() -> None:
+    status = transitioning(1, 2).model_copy(update={"release": None})
+    before = status.model_copy(deep=True)
+    rollout.opening(make_plan(NEW), status, at(1))
+    assert status == before
+
+
+@pytest.mark.parametrize(
+    ("permanent", "blamed", "step", "rolls_back"),
+    [
+        (True, True, RolloutStep.DEPLOY, True),
+        (True, True, RolloutStep.ANALYSE, True),
+        (True, True, RolloutStep.PROMOTE, True),
+        (True, True, RolloutStep.SWITCH, False),  # the new release is Ready: not its fault
+        (True, True, RolloutStep.GRACE, False),
+        (False, True, RolloutStep.DEPLOY, False),  # a conflict or an outage: retried
+        (True, False, RolloutStep.DEPLOY, False),  # an object the release did not change
+    ],
+)
+def test_a_refused_apply_rolls_back_only_a_release_it_blames(
+    permanent: bool, blamed: bool, step: RolloutStep, rolls_back: bool
+) -> None:
+    status = running(4)
+    status.rollout = rollout.start(make_plan(NEW), status, T0).rollout
+    assert status.rollout is not None
+    status.rollout.step = step
+    assert rollout.rolls_back_refusal(status, permanent=permanent, blamed=blamed) is rolls_back
+
+
+def test_a_refused_apply_without_a_rollout_is_never_rolled_back() -> None:
+    assert not rollout.rolls_back_refusal(running(3), permanent=True, blamed=True)
+    finished = running(3)
+    finished.rollout = rollout.start(make_plan(NEW), finished, T0).rollout
+    assert finished.rollout is not None
+    finished.rollout.state = RolloutState.SUCCEEDED
+    assert not rollout.rolls_back_refusal(finished, permanent=True, blamed=True)
+
+
 # Recreate (phase 1) and Rolling (phase 3) --------------------------------------------------
 
 
