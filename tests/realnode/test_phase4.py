@@ -248,6 +248,8 @@ def test_the_prometheus_of_the_manifests_scrapes_the_app_and_every_exporter(
         *pods(kubectl, namespace, "user-service"),
         *pods(kubectl, namespace, "data-service"),
         *pods(kubectl, namespace, "event-consumer"),
+        *pods(kubectl, namespace, "kafka"),
+        *pods(kubectl, namespace, "cassandra"),
     }
 
     def scraped() -> set[str]:
@@ -264,6 +266,45 @@ def test_the_prometheus_of_the_manifests_scrapes_the_app_and_every_exporter(
     for metric in ("pg_up", "redis_up", "pg_standby_is_replica", "rabbitmq_identity_info"):
         series = query(shop.prometheus, f'{metric}{{namespace="{namespace}"}}')
         assert series, metric
+
+    # Kafka's and Cassandra's MBeans, through the JMX exporter: the brokers agree on one
+    # active controller, no partition stays under-replicated once the broker the Kafka
+    # test deleted has caught up, and the feed's writes are counted.
+    def value(promql: str) -> float | None:
+        series = query(shop.prometheus, promql)
+        return float(series[0]["value"][1]) if series else None
+
+    selector = f'namespace="{namespace}"'
+    checks = {
+        "active controllers": (
+            f'sum(kafka_controller_kafkacontroller_value{{{selector},name="ActiveControllerCount"}})',
+            lambda v: v == 1,
+        ),
+        "brokers reporting under-replicated partitions": (
+            f'count(kafka_server_replicamanager_value{{{selector},name="UnderReplicatedPartitions"}})',
+            lambda v: v == 3,
+        ),
+        "under-replicated partitions": (
+            f'sum(kafka_server_replicamanager_value{{{selector},name="UnderReplicatedPartitions"}})',
+            lambda v: v == 0,
+        ),
+        "Cassandra writes": (
+            f'sum(org_apache_cassandra_metrics_clientrequest_count{{{selector},scope="Write",name="Latency"}})',
+            lambda v: v > 0,
+        ),
+    }
+
+    def failing() -> dict[str, float | None]:
+        values = {what: value(promql) for what, (promql, _) in checks.items()}
+        return {w: v for w, v in values.items() if v is None or not checks[w][1](v)}
+
+    wait_for(
+        failing,
+        until=lambda failed: not failed,
+        timeout=180,
+        poll=5,
+        what="the JVM tiers' metrics to read as expected",
+    )
     # The app's series carry `track`, which the canary analysis selects by.
     tracks = query(
         shop.prometheus,

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import pytest
 
 from phaseshift.lab import ports
+from phaseshift.lab.wait import wait_for
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -41,35 +42,6 @@ free_port = functools.partial(ports.free_port, twin_offset=10000)
 
 class ServerExited(RuntimeError):
     """A server ended while it was awaited: no point waiting on."""
-
-
-def eventually(
-    check: Callable[[], T],
-    timeout: float = 20.0,
-    interval: float = 0.1,
-    *,
-    what: str = "condition",
-    retry_on: tuple[type[Exception], ...] = (),
-) -> T:
-    """Call `check` until it returns something truthy, and return that.
-
-    An exception in `retry_on` counts as "not yet" (a server still starting refuses
-    connections); any other propagates at once, so an assertion inside `check` fails
-    on the first wrong answer rather than at the timeout.
-    """
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except retry_on as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
-        time.sleep(interval)
 
 
 def need(binary: str | Path) -> str:
@@ -122,8 +94,8 @@ def launch(
             return False  # not answering yet
 
     try:
-        eventually(up, timeout, what=what)
-    except (TimeoutError, ServerExited):
+        wait_for(up, timeout, what=what)
+    except (AssertionError, ServerExited):
         stop_process(proc)
         raise
     return proc
@@ -208,7 +180,7 @@ class PgCluster:
                 row = r.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]).fetchone()
                 return bool(row and row[0])
 
-        eventually(caught_up, 30, what="replica catch-up", retry_on=(Exception,))
+        wait_for(caught_up, 30, what="replica catch-up", retry_on=(Exception,))
 
 
 def start_pg_cluster() -> PgCluster:
@@ -426,7 +398,7 @@ def redis_cluster() -> Iterator[list[RedisServer]]:
                 redis.Redis(port=n.port).cluster("info")["cluster_state"] == "ok" for n in nodes
             )
 
-        eventually(ok, 30, what="redis cluster", retry_on=(Exception,))
+        wait_for(ok, 30, what="redis cluster", retry_on=(Exception,))
         yield nodes
     finally:
         for node in nodes:

@@ -1,7 +1,7 @@
 """Shared test helpers: apps under TestClient, apps on real ports, metric parsing.
 
-Ports and polling come from conftest (`free_port`, `eventually`), which the bench loads
-on its own as well.
+Ports come from conftest (`free_port`) and polling from phaseshift.lab.wait, which the
+bench loads on its own as well.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 import uvicorn
-from conftest import eventually
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
+from phaseshift.lab.wait import wait_for
 from sample_app.app import create_app
 from sample_app.config import Settings
 
@@ -72,7 +72,7 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self.thread.start()
-        eventually(lambda: self.server.started, timeout=20)
+        wait_for(lambda: self.server.started, timeout=20)
         return self
 
     def __exit__(self, *exc: object) -> None:

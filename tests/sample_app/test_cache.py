@@ -6,9 +6,10 @@ import threading
 from collections.abc import Callable, Collection
 
 import redis
-from conftest import PgDb, RedisServer, eventually, free_port
+from conftest import PgDb, RedisServer, free_port
 from sampleapp_helpers import client, metric, new_user
 
+from phaseshift.lab.wait import wait_for
 from sample_app.cache import Cache, owner_items_key, user_key
 from sample_app.metrics import Metrics
 
@@ -73,7 +74,7 @@ def test_a_cache_outage_degrades_to_the_database(pg_db: PgDb, redis_factory: obj
             assert {i["name"] for i in listed} == {"before", "during"}
             return metric(c, "cache_up") == 1
 
-        eventually(fresh_and_back, timeout=15)
+        wait_for(fresh_and_back, timeout=15)
         listed = c.get("/items", params={"owner": owner}).json()["items"]
         assert {i["name"] for i in listed} == {"before", "during"}
 
@@ -100,7 +101,7 @@ def test_redis_cluster_as_the_cache(pg_db: PgDb, redis_cluster: list[RedisServer
             c.get("/items", params={"owner": owners[0]})
             return metric(c, "cache_local_hits_total") > before
 
-        eventually(read_locally, timeout=10)
+        wait_for(read_locally, timeout=10)
         c.post("/items", json={"owner": owners[0], "name": "y"})
         assert len(c.get("/items", params={"owner": owners[0]}).json()["items"]) == 2
         assert metric(c, "cache_errors_total") == 0
@@ -139,7 +140,7 @@ def test_writes_during_an_outage_invalidate_what_redis_kept_once_it_is_back(
             assert c.get(f"/users/{owner}").json()["item_count"] == 2
             return metric(c, "cache_invalidations_owed") == 0 and metric(c, "cache_up") == 1
 
-        eventually(fresh_and_delivered, timeout=15)
+        wait_for(fresh_and_delivered, timeout=15)
         # Cached afresh from the database after the owed invalidations were delivered.
         listed = c.get("/items", params={"owner": owner}).json()["items"]
         assert {i["name"] for i in listed} == {"before", "during"}
@@ -182,7 +183,7 @@ def test_too_many_owed_invalidations_keep_redis_unused_until_they_expire(
     server.start()
     assert kept.get("stale") == b"old"  # Redis kept it: stale, and not known to be
     # Writes while Redis is not read still invalidate there, and never extend the wait.
-    eventually(lambda: (cache.delete("other"), kept.get("other") is None)[1], timeout=15)
+    wait_for(lambda: (cache.delete("other"), kept.get("other") is None)[1], timeout=15)
     # Which entries are stale is no longer known: none is served until the TTL is over,
     # by which time Redis has expired every one of them.
     reads = []
@@ -193,7 +194,7 @@ def test_too_many_owed_invalidations_keep_redis_unused_until_they_expire(
         cache.set("probe", b"1")
         return cache.get("probe") == b"1"
 
-    eventually(expired_and_back, timeout=15)
+    wait_for(expired_and_back, timeout=15)
     assert reads[:-1] == [None] * (len(reads) - 1)
     assert cache.get("stale") is None
     cache.close()
@@ -227,7 +228,7 @@ def test_an_invalidation_owed_again_during_a_delivery_stays_owed(
         return metrics.registry.get_sample_value("cache_invalidations_owed", {"plan": "shop"})
 
     # Once Redis is back, the first read delivers what is owed (and the write cuts in).
-    eventually(lambda: (cache.get("x"), interleaved)[1], timeout=15)
+    wait_for(lambda: (cache.get("x"), interleaved)[1], timeout=15)
     # The later write's invalidation is not settled by the delivery that began before it.
     assert owed() == 1
     cache.get("x")
@@ -262,7 +263,7 @@ def test_a_redis_cluster_wholly_down_degrades_to_the_database_and_is_used_again(
             assert c.get(f"/users/{owner}").json()["item_count"] == 2
             return metric(c, "cache_up") == 1 and metric(c, "cache_errors_total") > 0
 
-        eventually(formed_and_used, timeout=30)
+        wait_for(formed_and_used, timeout=30)
         hits = metric(c, "cache_hits_total")
         for _ in range(3):
             assert c.get(f"/users/{owner}").json()["item_count"] == 2

@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from conftest import KafkaBroker, PgDb, eventually
+from conftest import KafkaBroker, PgDb
 from kafka import KafkaConsumer, KafkaProducer
 from sampleapp_helpers import client, metric, new_user, running, settings
 
+from phaseshift.lab.wait import wait_for
 from sample_app.consumer import Consumer
 from sample_app.events import TOPIC
 from sample_app.metrics import Metrics
@@ -34,7 +35,7 @@ def read_topic(broker: KafkaBroker, count: int) -> list[Any]:
             records.extend(reader)
             return len(records) >= count
 
-        eventually(enough, timeout=60)
+        wait_for(enough, timeout=60)
     finally:
         reader.close()
     return records
@@ -75,7 +76,7 @@ def test_writes_publish_their_events_in_order_per_user(
         owner = new_user(c)
         for name in ("lamp", "desk"):
             assert c.post("/items", json={"owner": owner, "name": name}).status_code == 201
-        eventually(lambda: metric(c, "events_published_total") == 3, timeout=60)
+        wait_for(lambda: metric(c, "events_published_total") == 3, timeout=60)
         assert metric(c, "events_publish_errors_total") == 0
 
     records = read_topic(kafka_broker, 3)
@@ -98,18 +99,18 @@ def test_the_consumer_counts_every_event_once_and_resumes_from_its_commits(
     produce(kafka_broker, b"not json", key=b"c")  # committed past, not a stall
 
     with consuming(kafka_broker) as first:
-        eventually(
+        wait_for(
             lambda: (consumed(first, "user_created"), consumed(first, "item_created")) == (10, 10),
             timeout=60,
         )
-        eventually(lambda: consumed(first, "invalid") == 1, timeout=30)
+        wait_for(lambda: consumed(first, "invalid") == 1, timeout=30)
 
     # A restarted consumer of the same group starts from the committed offsets: it sees
     # only what arrived since, and counts nothing twice.
     produce(kafka_broker, event("user_created", "late"), key=b"a")
     with consuming(kafka_broker) as second:
-        eventually(lambda: consumed(second, "user_created") == 1, timeout=60)
-        eventually(
+        wait_for(lambda: consumed(second, "user_created") == 1, timeout=60)
+        wait_for(
             lambda: second.registry.get_sample_value("events_consumer_lag", {"plan": "test"}) == 0,
             timeout=30,
         )
@@ -128,8 +129,8 @@ def test_a_broker_outage_fails_no_request_and_delivery_resumes(
         consuming(kafka_broker) as consumer,
     ):
         owner = new_user(c)
-        eventually(lambda: metric(c, "events_published_total") == 1, timeout=60)
-        eventually(lambda: consumed(consumer, "user_created") == 1, timeout=60)
+        wait_for(lambda: metric(c, "events_published_total") == 1, timeout=60)
+        wait_for(lambda: consumed(consumer, "user_created") == 1, timeout=60)
 
         kafka_broker.stop()
         # Requests never wait for the event stream: the write succeeds; the event that
@@ -139,10 +140,10 @@ def test_a_broker_outage_fails_no_request_and_delivery_resumes(
         assert {i["name"] for i in c.get("/items", params={"owner": owner}).json()["items"]} == {
             "during"
         }
-        eventually(lambda: metric(c, "events_publish_errors_total") >= 1, timeout=60)
+        wait_for(lambda: metric(c, "events_publish_errors_total") >= 1, timeout=60)
 
         kafka_broker.start()
         assert c.post("/items", json={"owner": owner, "name": "after"}).status_code == 201
-        eventually(lambda: metric(c, "events_published_total") >= 2, timeout=60)
+        wait_for(lambda: metric(c, "events_published_total") >= 2, timeout=60)
         # The consumer rode out the outage and picks the new event up.
-        eventually(lambda: consumed(consumer, "item_created") >= 1, timeout=90)
+        wait_for(lambda: consumed(consumer, "item_created") >= 1, timeout=90)

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import CassandraNode, KafkaBroker, eventually, free_port
+from conftest import CassandraNode, KafkaBroker, free_port
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sampleapp_helpers import ServerThread, client, metric, running, settings
 
+from phaseshift.lab.wait import wait_for
 from sample_app.app import create_app
 from sample_app.consumer import GROUP, Consumer
 from sample_app.events import TOPIC
@@ -101,7 +102,7 @@ def test_events_become_the_users_feed_newest_first(
 
         # The consumer writes the feed as the events arrive; the gateway sends the read
         # to the data-service, which serves it from Cassandra.
-        feed_of_user = eventually(
+        feed_of_user = wait_for(
             lambda: (rows := activity(gw, user["id"])) and len(rows) == 4 and rows, timeout=120
         )
         expected = sorted(
@@ -120,7 +121,7 @@ def test_events_become_the_users_feed_newest_first(
         assert activity(gw, "f" * 32) == []
         assert gw.get("/users/nobody/activity").status_code == 404
 
-        eventually(lambda: counted(consumer, "feed_writes_total") == 4, timeout=30)
+        wait_for(lambda: counted(consumer, "feed_writes_total") == 4, timeout=30)
         assert counted(consumer, "feed_errors_total") == 0
         assert httpx.get(f"{ds.url}/readyz").json()["checks"]["feed"] == "ok"
         # The email stays in the relational database.
@@ -140,7 +141,7 @@ def test_a_redelivered_event_is_one_row(
         consuming(kafka_broker, **feed) as consumer,
         client(APP_ROLE="data-service", DATABASE_URL="sqlite:///:memory:", **feed) as c,
     ):
-        eventually(lambda: counted(consumer, "feed_writes_total") == 2, timeout=120)
+        wait_for(lambda: counted(consumer, "feed_writes_total") == 2, timeout=120)
         rows = activity(c, user)
         assert [(e["type"], e["id"], e["at"]) for e in rows] == [
             ("user_created", user, event["data"]["created_at"])
@@ -176,12 +177,12 @@ def test_an_outage_delays_the_feed_and_loses_no_event(
         client(APP_ROLE="data-service", **env) as c,
     ):
         produce(kafka_broker, before)
-        eventually(lambda: len(activity(c, "e" * 32)) == 1, timeout=120)
-        eventually(lambda: committed(kafka_broker) == 1, timeout=30)
+        wait_for(lambda: len(activity(c, "e" * 32)) == 1, timeout=120)
+        wait_for(lambda: committed(kafka_broker) == 1, timeout=30)
 
         cassandra.stop()
         produce(kafka_broker, during)
-        eventually(lambda: counted(consumer, "feed_errors_total") >= 1, timeout=120)
+        wait_for(lambda: counted(consumer, "feed_errors_total") >= 1, timeout=120)
         # Not written, so not committed: a consumer that stopped now would read it again.
         assert committed(kafka_broker) == 1
         assert counted(consumer, "events_consumed_total", type="user_created") == 1
@@ -190,13 +191,13 @@ def test_an_outage_delays_the_feed_and_loses_no_event(
 
         cassandra.start()
         # The consumer retries the same event; the service reconnects by itself.
-        rows = eventually(
+        rows = wait_for(
             lambda: _answered(c, "f" * 32),
             timeout=180,
             what="the event written during the outage served",
         )
         assert [e["id"] for e in rows] == ["f" * 32]
-        eventually(lambda: committed(kafka_broker) == 2, timeout=60)
+        wait_for(lambda: committed(kafka_broker) == 2, timeout=60)
         assert counted(consumer, "feed_writes_total") == 2
         assert counted(consumer, "events_consumed_total", type="user_created") == 2
         assert activity(c, "e" * 32)[0]["id"] == "e" * 32

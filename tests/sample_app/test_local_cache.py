@@ -8,9 +8,10 @@ from contextlib import contextmanager
 
 import pytest
 import redis
-from conftest import PgDb, RedisServer, eventually
+from conftest import PgDb, RedisServer
 from sampleapp_helpers import client, metric, new_user, settings
 
+from phaseshift.lab.wait import wait_for
 from sample_app.cache import Cache, LocalCache, owner_items_key, user_key
 from sample_app.metrics import Metrics
 from sample_app.service import DataService
@@ -127,7 +128,7 @@ def service(db: PgDb, redis_url: str, local_ttl: float = 60.0) -> Iterator[DataS
 def local_on(svc: DataService) -> None:
     assert svc.cache is not None
     svc.get_user("0" * 32)  # the first read starts the invalidation listener
-    eventually(lambda: svc.cache is not None and svc.cache.local.enabled, timeout=10)
+    wait_for(lambda: svc.cache is not None and svc.cache.local.enabled, timeout=10)
 
 
 def local_hits(svc: DataService) -> float:
@@ -175,8 +176,8 @@ def test_a_write_through_another_process_invalidates_this_ones_memory(
         assert b.list_items(owner, 20) == before
         assert local_hits(b) == hits + 1  # b holds the page in memory
         a.create_item({"owner": owner, "name": "second"})
-        eventually(lambda: b"second" in b.list_items(owner, 20), timeout=5)
-        eventually(lambda: b'"item_count":2' in (b.get_user(owner) or b""), timeout=5)
+        wait_for(lambda: b"second" in b.list_items(owner, 20), timeout=5)
+        wait_for(lambda: b'"item_count":2' in (b.get_user(owner) or b""), timeout=5)
 
 
 def test_a_key_changed_in_redis_without_an_invalidation_is_stale_at_most_the_local_ttl(
@@ -188,7 +189,7 @@ def test_a_key_changed_in_redis_without_an_invalidation_is_stale_at_most_the_loc
         svc.get_user(owner)
         r = redis.Redis.from_url(redis_url)
         r.set(user_key(owner), b'{"changed":true}')  # behind the app's back
-        eventually(lambda: svc.get_user(owner) == b'{"changed":true}', timeout=5)
+        wait_for(lambda: svc.get_user(owner) == b'{"changed":true}', timeout=5)
 
 
 def test_a_fill_read_before_a_write_is_not_stored(pg_db: PgDb, redis_url: str) -> None:
@@ -217,9 +218,9 @@ def test_a_redis_outage_empties_the_local_level_and_reads_still_succeed(
             c.get("/items", params={"owner": owner})
             return metric(c, "cache_local_hits_total") > before
 
-        eventually(read_locally, timeout=10)
+        wait_for(read_locally, timeout=10)
         server.stop()
-        eventually(lambda: not cache.local.enabled, timeout=10)
+        wait_for(lambda: not cache.local.enabled, timeout=10)
         local = metric(c, "cache_local_hits_total")
         assert c.post("/items", json={"owner": owner, "name": "during"}).status_code == 201
         listed = c.get("/items", params={"owner": owner}).json()["items"]
@@ -231,7 +232,7 @@ def test_a_redis_outage_empties_the_local_level_and_reads_still_succeed(
 
         server.start()
         # Back: the subscription is confirmed again and memory serves hits again.
-        eventually(read_locally, timeout=15)
+        wait_for(read_locally, timeout=15)
         listed = c.get("/items", params={"owner": owner}).json()["items"]
         assert {i["name"] for i in listed} == {"before", "during"}
         assert metric(c, "cache_up") == 1
@@ -252,7 +253,7 @@ def test_http_reads_are_answered_from_memory(pg_db: PgDb, redis_url: str) -> Non
             c.get(f"/items/{item}")
             return metric(c, "cache_local_hits_total") == before + 3
 
-        eventually(all_local, timeout=10)
+        wait_for(all_local, timeout=10)
         body = c.get("/items", params={"owner": owner})
         assert body.headers["content-type"] == "application/json"
         assert [i["id"] for i in body.json()["items"]] == [item]

@@ -13,9 +13,10 @@ from typing import Any
 import pika
 import psycopg
 import pytest
-from conftest import PgCluster, PgDb, RabbitMQ, eventually
+from conftest import PgCluster, PgDb, RabbitMQ
 from sampleapp_helpers import client, metric, new_user, running, settings
 
+from phaseshift.lab.wait import wait_for
 from sample_app.metrics import Metrics
 from sample_app.queue import DELIVERY_LIMIT, DLQ, JOBS, RETRY, declare_topology
 from sample_app.worker import PREFETCH, Worker, dead_letters
@@ -109,14 +110,14 @@ def test_workers_acknowledge_by_hand_with_a_prefetch(
             )
             return rows if len(rows) == 2 else []
 
-        for row in eventually(consumers, what="two consumers"):
+        for row in wait_for(consumers, what="two consumers"):
             assert row == {"queue_name": JOBS, "ack_required": True, "prefetch_count": PREFETCH}
         with client(**env) as c:
             owner = new_user(c)
             for n in range(10):
                 assert c.post("/items", json={"owner": owner, "name": f"i{n}"}).status_code == 201
-            eventually(lambda: c.get(f"/users/{owner}").json()["item_count"] == 10)
-        eventually(lambda: sum(jobs_done(w) for w in workers) == 10)
+            wait_for(lambda: c.get(f"/users/{owner}").json()["item_count"] == 10)
+        wait_for(lambda: sum(jobs_done(w) for w in workers) == 10)
 
 
 def test_a_write_publishes_a_job_the_worker_completes(pg_db: PgDb, amqp_url: str) -> None:
@@ -126,8 +127,8 @@ def test_a_write_publishes_a_job_the_worker_completes(pg_db: PgDb, amqp_url: str
         for n in range(3):
             assert c.post("/items", json={"owner": owner, "name": f"i{n}"}).status_code == 201
         # The count is maintained asynchronously by the worker.
-        eventually(lambda: c.get(f"/users/{owner}").json()["item_count"] == 3)
-        assert eventually(lambda: metric(c, "queue_published_total") == 3)
+        wait_for(lambda: c.get(f"/users/{owner}").json()["item_count"] == 3)
+        assert wait_for(lambda: metric(c, "queue_published_total") == 3)
         assert jobs_done(worker) >= 1
 
 
@@ -144,7 +145,7 @@ def test_a_failing_job_is_retried_until_it_succeeds(pg_cluster: PgCluster, amqp_
         conn.channel().basic_publish(
             "", JOBS, b'{"type": "item_created", "owner": "0123456789abcdef0123456789abcdef"}'
         )
-        eventually(lambda: jobs_done(worker, "retried") >= 1)
+        wait_for(lambda: jobs_done(worker, "retried") >= 1)
         with psycopg.connect(pg_cluster.primary.url(), autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {name}")
         from sample_app.storage.postgres import PostgresStore
@@ -152,7 +153,7 @@ def test_a_failing_job_is_retried_until_it_succeeds(pg_cluster: PgCluster, amqp_
         store = PostgresStore(url)
         store.ensure_schema()
         store.close()
-        eventually(lambda: jobs_done(worker) == 1)
+        wait_for(lambda: jobs_done(worker) == 1)
     conn.close()
     with psycopg.connect(url) as db:
         assert db.execute("SELECT item_count FROM user_stats").fetchall() == [(0,)]
@@ -174,7 +175,7 @@ def test_poison_and_exhausted_jobs_go_to_the_dead_letter_queue(
         channel.basic_publish(
             "", JOBS, b'{"type": "item_created", "owner": "0123456789abcdef0123456789abcdef"}'
         )
-        eventually(lambda: dead_letters(amqp_url) == 3)
+        wait_for(lambda: dead_letters(amqp_url) == 3)
         assert jobs_done(worker, "retried") == 2
         assert jobs_done(worker, "dead") == 3
     body = conn.channel().basic_get(DLQ, auto_ack=True)[2]
@@ -189,21 +190,21 @@ def test_a_queue_outage_holds_jobs_and_publishes_them_later(
     with client(**env) as c:
         owner = new_user(c)
         assert c.post("/items", json={"owner": owner, "name": "before"}).status_code == 201
-        eventually(lambda: metric(c, "queue_published_total") == 1)
+        wait_for(lambda: metric(c, "queue_published_total") == 1)
 
         rabbitmq.stop()
         try:
             # The request still succeeds; the job waits in the outbox.
             assert c.post("/items", json={"owner": owner, "name": "during"}).status_code == 201
-            eventually(lambda: metric(c, "queue_publish_errors_total") >= 1)
+            wait_for(lambda: metric(c, "queue_publish_errors_total") >= 1)
             assert metric(c, "queue_outbox_pending") == 1
             assert c.get("/readyz").status_code == 200
         finally:
             rabbitmq.start()
-        eventually(lambda: metric(c, "queue_published_total") == 2, timeout=30)
+        wait_for(lambda: metric(c, "queue_published_total") == 2, timeout=30)
         assert metric(c, "queue_outbox_pending") == 0
         with working(Worker(settings(**env), metrics=Metrics("test"))):
-            eventually(lambda: c.get(f"/users/{owner}").json()["item_count"] == 2)
+            wait_for(lambda: c.get(f"/users/{owner}").json()["item_count"] == 2)
 
 
 def test_a_failed_job_goes_round_the_retry_queue_then_to_the_dlq(amqp_url: str) -> None:
@@ -216,7 +217,7 @@ def test_a_failed_job_goes_round_the_retry_queue_then_to_the_dlq(amqp_url: str) 
         channel = conn.channel()
         channel.confirm_delivery()
         channel.basic_publish("", JOBS, JOB, mandatory=True)
-        eventually(lambda: dead_letters(amqp_url) == 1)
+        wait_for(lambda: dead_letters(amqp_url) == 1)
     props, body = dead_letter(conn)
     conn.close()
     assert body == JOB
@@ -242,7 +243,7 @@ def test_a_job_handed_back_too_often_goes_to_the_dlq(amqp_url: str) -> None:
         deliveries += 1
         channel.basic_nack(method.delivery_tag, requeue=True)
     assert deliveries == DELIVERY_LIMIT + 1
-    eventually(lambda: dead_letters(amqp_url) == 1)
+    wait_for(lambda: dead_letters(amqp_url) == 1)
     props, body = dead_letter(conn)
     conn.close()
     assert body == JOB
@@ -256,11 +257,11 @@ def test_a_retry_the_broker_refuses_is_handed_back_not_lost(amqp_url: str) -> No
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     declare_topology(conn)
     with working(worker):
-        eventually(lambda: conn.channel().queue_declare(JOBS, passive=True).method.consumer_count)
+        wait_for(lambda: conn.channel().queue_declare(JOBS, passive=True).method.consumer_count)
         conn.channel().queue_delete(RETRY)  # the worker's retry copies become unroutable
         conn.channel().basic_publish("", JOBS, JOB)
         # Not dead_letters(): it would declare the retry queue again.
-        eventually(lambda: conn.channel().queue_declare(DLQ, passive=True).method.message_count)
+        wait_for(lambda: conn.channel().queue_declare(DLQ, passive=True).method.message_count)
     props, body = dead_letter(conn)
     conn.close()
     assert body == JOB
@@ -286,6 +287,6 @@ def test_classic_queues_of_an_older_version_keep_working_and_are_named(
     with client(**env) as c, working(Worker(settings(**env))):
         owner = new_user(c)
         assert c.post("/items", json={"owner": owner, "name": "i"}).status_code == 201
-        eventually(lambda: c.get(f"/users/{owner}").json()["item_count"] == 1)
+        wait_for(lambda: c.get(f"/users/{owner}").json()["item_count"] == 1)
     # ...which stay classic until someone replaces them.
     assert {kind for kind, _ in queues(rabbitmq).values()} == {"classic"}

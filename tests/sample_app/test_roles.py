@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx
-from conftest import eventually, free_port
+from conftest import free_port
 from sampleapp_helpers import ServerThread, client, metric, settings
 
+from phaseshift.lab.wait import wait_for
 from sample_app.app import create_app
 from sample_app.events import producer_config
 from sample_app.loadgen import run_load
@@ -55,7 +56,7 @@ def test_events_to_kafka_never_block_or_fail_a_request(tmp_path: Path) -> None:
         r = c.post("/users", json={"name": "a", "email": "a@b.co"})
         assert r.status_code == 201
         assert c.post("/items", json={"owner": r.json()["id"], "name": "x"}).status_code == 201
-        eventually(lambda: metric(c, "events_publish_errors_total") >= 1, timeout=30)
+        wait_for(lambda: metric(c, "events_publish_errors_total") >= 1, timeout=30)
         assert metric(c, "events_published_total") == 0
     config = producer_config([dead])
     assert config["bootstrap_servers"] == [dead] and config["acks"] == "all"
@@ -76,7 +77,7 @@ def test_serve_command_runs_the_service_from_the_environment(tmp_path: Path) -> 
             except httpx.HTTPError:
                 return False
 
-        eventually(up, timeout=30)
+        wait_for(up, timeout=30)
         assert 'plan="cli"' in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
         proc.terminate()

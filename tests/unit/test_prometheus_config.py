@@ -129,8 +129,9 @@ def test_exporters_and_queues_are_scraped_once_on_their_metrics_port() -> None:
     assert ports["shop-redis-cluster-0"] == "9121"
     assert ports["shop-rabbitmq-0"] == "15692"
     assert "track" not in dict(next(lbl for _, lbl in found if lbl["pod"] == "shop-postgres-0"))
-    # Kafka, Cassandra and nginx have no Prometheus endpoint and say so.
-    assert not [p for p in ports if p.startswith(("shop-kafka", "shop-cassandra", "shop-edge"))]
+    # Kafka and Cassandra through their JMX exporter; nginx has no Prometheus endpoint.
+    assert ports["shop-kafka-0"] == ports["shop-cassandra-0"] == "9404"
+    assert not [p for p in ports if p.startswith("shop-edge")]
 
 
 def test_blue_green_colours_are_both_scraped_in_phase_2() -> None:

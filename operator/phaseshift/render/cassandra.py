@@ -7,7 +7,8 @@ under a root supervisord, which a restricted pod security context forbids.
 The image supplies the Cassandra distribution under /opt/cassandra, nothing else: the
 pod copies the distribution's conf/ (JVM options, logback) into its own directory, puts
 cassandra.yaml and cassandra-rackdc.properties from the ConfigMap beside them with its
-own address, and runs `cassandra -f` on that directory (CASSANDRA_CONF), never an
+own address, and runs `cassandra -f` on that directory (CASSANDRA_CONF) with the JMX
+exporter (render.jmx) in JVM_EXTRA_OPTS, never an
 image's entrypoint or its CASSANDRA_* environment conventions.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.render import components
+from phaseshift.render import components, jmx
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -92,7 +93,7 @@ cp /config/cassandra.yaml /config/cassandra-rackdc.properties {CONF_DIR}/
   echo "listen_address: $POD_IP"
   echo "broadcast_rpc_address: $POD_IP"
 }} >> {CONF_DIR}/cassandra.yaml
-exec {HOME}/bin/cassandra -f
+{jmx.load_agent("JVM_EXTRA_OPTS")}exec {HOME}/bin/cassandra -f
 """
 
 
@@ -125,6 +126,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "ports": [
             {"name": "cql", "containerPort": 9042},
             {"name": "intra-node", "containerPort": 7000},
+            jmx.metrics_port(),
         ],
         "readinessProbe": tcp_probe("cql", period=10),
         "livenessProbe": tcp_probe("intra-node", period=20),
@@ -151,7 +153,6 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             empty_dir("tmp"),
         ],
     }
-    # Cassandra exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
     return data_statefulset(
         scope,
         suffix=SUFFIX,
@@ -165,7 +166,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             workload=SUFFIX,
             component=COMPONENT,
             spec=spec,
-            metrics_port=None,
+            metrics_port=jmx.METRICS_PORT,
             meshed=False,
             annotations={ANNOTATION_CONFIG_HASH: content_hash(cassandra_yaml(scope), RACKDC)},
         ),

@@ -3,7 +3,8 @@
 The image supplies Kafka's own scripts under /opt/kafka/bin, nothing else: the pod writes
 server.properties from the ConfigMap plus its node id and advertised listener, formats
 its log directory once (`kafka-storage.sh format --ignore-formatted`) with the plan's
-cluster id, then execs `kafka-server-start.sh`. No KAFKA_* translation by an image.
+cluster id, then execs `kafka-server-start.sh` with the JMX exporter (render.jmx) in
+KAFKA_OPTS. No KAFKA_* translation by an image.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 from typing import Any
 
 from phaseshift.catalog import Stream
-from phaseshift.render import components
+from phaseshift.render import components, jmx
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
     container_security,
@@ -91,7 +92,7 @@ props=/tmp/server.properties
   echo "advertised.listeners=PLAINTEXT://$POD_NAME.$PEERS:9092"
 }} > "$props"
 {BIN}/kafka-storage.sh format --ignore-formatted --cluster-id="$CLUSTER_ID" --config "$props"
-exec {BIN}/kafka-server-start.sh "$props"
+{jmx.load_agent("KAFKA_OPTS")}exec {BIN}/kafka-server-start.sh "$props"
 """
 
 
@@ -124,6 +125,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
         "ports": [
             {"name": "client", "containerPort": 9092},
             {"name": "controller", "containerPort": 9093},
+            jmx.metrics_port(),
         ],
         "readinessProbe": tcp_probe("client", period=10),
         "livenessProbe": tcp_probe("controller", period=20),
@@ -148,7 +150,6 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             empty_dir("tmp"),
         ],
     }
-    # Kafka exposes metrics only over JMX; there is no Prometheus endpoint to scrape.
     return data_statefulset(
         scope,
         suffix=SUFFIX,
@@ -162,7 +163,7 @@ def _statefulset(scope: Scope) -> dict[str, Any]:
             workload=SUFFIX,
             component=COMPONENT,
             spec=spec,
-            metrics_port=None,
+            metrics_port=jmx.METRICS_PORT,
             meshed=False,
             annotations={ANNOTATION_CONFIG_HASH: content_hash(server_properties(scope))},
         ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from render_helpers import containers, env_of, find
 
 from phaseshift.api import InvalidSpec, parse_plan
 from phaseshift.catalog import COMPONENT_SIZES, STORAGE
+from phaseshift.render import jmx
 
 
 def _override(phase: int, **components: Any) -> list[dict[str, Any]]:
@@ -301,3 +304,38 @@ def test_nonsense_sizes_are_refused_naming_the_field(
         parse_plan(body)
     assert raised.value.message.startswith(f"{field}"), raised.value.message
     assert words in raised.value.message
+
+
+def _jvm_options_after(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", f'set -eu\nJAVA_OPTS=-Xmx1g\n{script}echo "$JAVA_OPTS"\n'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_a_jvm_tier_without_the_jmx_exporter_starts_and_says_so(tmp_path: Path) -> None:
+    """An overriding image without the agent: the options stay as they were, a line says
+    why there are no metrics, and the script goes on to start the node."""
+    done = _jvm_options_after(jmx.load_agent("JAVA_OPTS", str(tmp_path / "absent.jar")))
+    assert done.stdout == "-Xmx1g\n"
+    assert "serves no metrics" in done.stderr
+
+
+def test_a_jvm_tier_with_the_jmx_exporter_loads_it_into_the_jvm_options(tmp_path: Path) -> None:
+    agent = tmp_path / "agent.jar"
+    agent.write_bytes(b"")
+    done = _jvm_options_after(jmx.load_agent("JAVA_OPTS", str(agent)))
+    assert done.stdout.split() == ["-Xmx1g", f"-javaagent:{agent}=9404:{jmx.SELECTION}"]
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("tier", ["kafka", "cassandra"])
+def test_the_jvm_tiers_load_the_exporter_and_are_scraped_on_its_port(render, tier: str) -> None:
+    template = find(render(4), "StatefulSet", f"shop-{tier}")["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    options = "KAFKA_OPTS" if tier == "kafka" else "JVM_EXTRA_OPTS"
+    assert jmx.load_agent(options) in container["command"][-1]
+    assert {"name": "metrics", "containerPort": jmx.METRICS_PORT} in container["ports"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(jmx.METRICS_PORT)
