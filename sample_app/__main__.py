@@ -73,7 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="copy a SQLite database into PostgreSQL and verify it")
     p.add_argument("--from", dest="source", required=True, help="sqlite:///PATH")
-    p.add_argument("--to", dest="target", required=True, help="postgresql://...")
+    p.add_argument("--to", dest="target", help="postgresql://... (not with --thaw)")
+    p.add_argument(
+        "--freeze-source",
+        action="store_true",
+        help="after the first pass, freeze the source's writes and copy what came meanwhile",
+    )
+    p.add_argument(
+        "--thaw", action="store_true", help="only open the source to writes again, and exit"
+    )
     p.add_argument("--batch-size", type=int, default=5000)
     p.add_argument(
         "--max-batches",
@@ -121,9 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             return consume(args.port)
         if args.command == "migrate":
             from .migrate import run as migrate
+            from .migrate import thaw
 
+            if args.thaw:
+                return thaw(args.source)
             return migrate(
-                args.source, args.target, args.batch_size, args.max_batches, args.verify_only
+                args.source,
+                args.target,
+                args.batch_size,
+                args.max_batches,
+                args.verify_only,
+                freeze=args.freeze_source,
             )
         if args.command == "loadgen":
             from .loadgen import main as loadgen

@@ -13,6 +13,14 @@ The phase 1 -> 2 data move, run by the operator as a Job:
   to the source behind a finished run's cursor are caught by the verification,
   which then triggers one full sweep before it decides.
 
+With --freeze-source no acknowledged write stays behind: the first pass copies while the
+app still writes; then one row in the source's phaseshift_freeze table freezes its writes
+(the app checks it inside every write transaction, so a write either committed before it
+or is answered 503 with Retry-After) and a full sweep copies whatever came meanwhile
+before the verification. Reads go on throughout. The source stays frozen for good: the
+operator routes traffic to the new tier next, and `--thaw` (run when a transition is
+abandoned before that) opens it again. Apart from that row the source is never written.
+
 Exit codes: 0 verified, 1 verification failed, 3 stopped early (--max-batches; rerun
 to resume), 4 a database was unreachable.
 """
@@ -32,7 +40,7 @@ import psycopg
 
 from .storage.postgres import DDL as PG_DDL
 from .storage.postgres import redact
-from .storage.sqlite import sqlite_path
+from .storage.sqlite import FREEZE_DDL, sqlite_path
 
 # (table, key column, columns, overwrite?) in dependency order. user_stats is not
 # copied: it is derived from items and recomputed in the target afterwards, so a
@@ -87,6 +95,43 @@ def open_source(url: str) -> sqlite3.Connection:
         raise FileNotFoundError(f"no SQLite database at {path}")
     # Read-only: the migration must never change its source.
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+FREEZE_REASON = "the data is moving to PostgreSQL"
+
+
+def _writable_source(url: str) -> sqlite3.Connection:
+    path = sqlite_path(url)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no SQLite database at {path}")
+    # The app's own settings: it waits up to 5 s for the write lock as well.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    conn.execute(FREEZE_DDL)
+    return conn
+
+
+def freeze_source(url: str, reason: str = FREEZE_REASON) -> None:
+    """Refuse the app's writes from now on. BEGIN IMMEDIATE waits for the write under way,
+    so every write acknowledged before this returns is in the file."""
+    conn = _writable_source(url)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT OR IGNORE INTO phaseshift_freeze (id, reason, since) VALUES (1, ?, ?)",
+            (reason, int(time.time() * 1000)),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def thaw_source(url: str) -> bool:
+    """Accept the app's writes again; False when they were not frozen."""
+    conn = _writable_source(url)
+    try:
+        return conn.execute("DELETE FROM phaseshift_freeze").rowcount > 0
+    finally:
+        conn.close()
 
 
 class Checksum:
@@ -241,6 +286,7 @@ def migrate(
     max_batches: int | None = None,
     verify_only: bool = False,
     log: Any = print,
+    freeze: bool = False,
 ) -> list[TableReport]:
     """Copy and verify; returns the verification. Raises Incomplete if stopped early."""
     src = open_source(source_url)
@@ -254,6 +300,14 @@ def migrate(
                 for spec in TABLES:
                     copied = copy_table(src, dst, source, spec, batch_size, budget, log)
                     log(f"{spec[0]}: {copied} rows copied this run")
+            if freeze and not verify_only:
+                freeze_source(source_url)
+                log("writes to the source frozen; copying what came during the first pass")
+                # New ids are random, so most new rows sort behind the cursor.
+                _reset_progress(dst, source)
+                for spec in TABLES:
+                    copied = copy_table(src, dst, source, spec, batch_size, None, log)
+                    log(f"{spec[0]}: {copied} rows checked again after the freeze")
             reports = verify(src, dst)
             if not verify_only and not all(r.ok for r in reports):
                 # Rows may have landed in the source behind the cursor of an earlier
@@ -270,23 +324,36 @@ def migrate(
         src.close()
 
 
+def thaw(source_url: str) -> int:
+    try:
+        opened = thaw_source(source_url)
+    except (FileNotFoundError, ValueError, sqlite3.Error) as exc:
+        print(f"source error: {exc}", file=sys.stderr)
+        return 4
+    print(f"writes to {source_url} {'open again' if opened else 'were not frozen'}")
+    return 0
+
+
 def run(
     source_url: str,
-    target_url: str,
+    target_url: str | None,
     batch_size: int = 5000,
     max_batches: int | None = None,
     verify_only: bool = False,
+    freeze: bool = False,
 ) -> int:
     if batch_size < 1:
         print("--batch-size must be positive", file=sys.stderr)
         return 2
-    if not target_url.startswith(("postgresql://", "postgres://")):
+    if not target_url or not target_url.startswith(("postgresql://", "postgres://")):
         print("--to must be a postgresql:// URL", file=sys.stderr)
         return 2
     started = time.monotonic()
     print(f"migrating {source_url} -> {redact(target_url)}")
     try:
-        reports = migrate(source_url, target_url, batch_size, max_batches, verify_only)
+        reports = migrate(
+            source_url, target_url, batch_size, max_batches, verify_only, freeze=freeze
+        )
     except Incomplete as exc:
         print(f"stopped after {max_batches} batch(es) in {exc}; run again to resume")
         return 3

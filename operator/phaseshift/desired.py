@@ -11,11 +11,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from phaseshift import rollout
+from phaseshift import rollout, transition
 from phaseshift.api import LABEL_COMPONENT, RolloutStrategy, ScalePlan, ScalePlanStatus
 from phaseshift.catalog import FIRST_POSTGRES_PHASE, PHASES
 from phaseshift.kube import KubeApi
-from phaseshift.render import RenderContext, render_migration_job, render_phase
+from phaseshift.render import RenderContext, render_migration_job, render_phase, render_thaw_job
 from phaseshift.render.credentials import PASSWORD_KEY, secret_name
 from phaseshift.render.scope import LABEL_TRACK, Scope
 
@@ -47,8 +47,14 @@ class Desired:
         return render_phase(stable, phase, ctx)
 
     def migration_job(self, plan: ScalePlan, status: ScalePlanStatus) -> dict[str, Any]:
+        """The migration Job of the transition under way."""
+        assert status.transition is not None
         stable, ctx = rollout.render_inputs(plan, status, self.password(plan), images=self.images)
-        return render_migration_job(stable, ctx)
+        return render_migration_job(stable, ctx, transition.attempt(status.transition))
+
+    def thaw_job(self, plan: ScalePlan, status: ScalePlanStatus, attempt: str) -> dict[str, Any]:
+        stable, ctx = rollout.render_inputs(plan, status, self.password(plan), images=self.images)
+        return render_thaw_job(stable, ctx, attempt)
 
     def password(self, plan: ScalePlan) -> str:
         """The plan's database password: the credentials Secret's, else a new one (which

@@ -189,6 +189,9 @@ class Reconciler:
                     self.kube.delete(obj, ns)
                 case transition.Retain(obj):
                     self.kube.mark_retained(obj, ns)
+                case transition.Thaw(attempt):
+                    thaw = self.desired.thaw_job(plan, status, attempt)
+                    self.applier.apply(plan, [thaw], force=True)
                 case transition.Emit(type_, reason, message):
                     self._event(plan, type_, reason, message)
                 case transition.SetCondition(type_, value, reason, message):

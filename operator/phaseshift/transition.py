@@ -11,15 +11,22 @@ nothing.
   step         does                                              waits for, fails on
   Provision    apply the target phase's backing tiers            -
   WaitReady    -                                                 the backing tiers Ready
-  MigrateData  apply the data migration Job (1 -> 2 only)        the Job done / Job failed
   SwitchApp    apply the app's workloads, not its Services       -
   Verify       -                                                 the app's workloads Ready
+  MigrateData  apply the data migration Job (1 -> 2 only)        the Job done / Job failed
   Route        apply everything: the Services select the app     -
   Retire       delete what the phase no longer has; label the    -
                stateful objects retained
 
+MigrateData comes right before Route: the Job freezes the old app's writes before its
+final pass (writes answer 503 with Retry-After, reads go on), so the new app is Ready
+first and writes are refused only for the final pass and the switch of the Services.
+
 A waiting step past its timeout, a failed Job, or a write the API server refuses aborts
-the transition: Degraded=True, and an app already switched goes back to the last phase.
+the transition: Degraded=True, and an app already switched goes back to the last phase,
+with its writes opened again (Thaw) when the migration may have frozen them. Once the
+Services route to a new data tier there is no going back: the old tier lacks the writes
+made since, so the plan stays in the target phase, Degraded.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from hashlib import sha256
 from typing import Any
 
 from phaseshift.api import (
@@ -74,11 +82,17 @@ def database_tier(phase: int) -> str:
 
 def plan_steps(current: int, target: int) -> list[Step]:
     """The ordered steps that carry the app from `current` to `target` (adjacent phases)."""
-    steps = [Step.PROVISION, Step.WAIT_READY]
+    steps = [Step.PROVISION, Step.WAIT_READY, Step.SWITCH_APP, Step.VERIFY]
     if target > current and database_tier(current) != database_tier(target):
         steps.append(Step.MIGRATE_DATA)
-    steps += [Step.SWITCH_APP, Step.VERIFY, Step.ROUTE, Step.RETIRE]
+    steps += [Step.ROUTE, Step.RETIRE]
     return steps
+
+
+def attempt(move: Transition) -> str:
+    """A short name for this run of a transition: its Jobs carry it, so a Job left by an
+    abandoned earlier run is never taken for this one's."""
+    return sha256(move.started_at.isoformat().encode()).hexdigest()[:8]
 
 
 def key_of(obj: Obj) -> Key:
@@ -238,6 +252,14 @@ class Retain:
 
 
 @dataclass(frozen=True)
+class Thaw:
+    """Open phase 1's SQLite database to writes again (the Job of this attempt): the
+    migration may have frozen them before the transition was abandoned."""
+
+    attempt: str
+
+
+@dataclass(frozen=True)
 class Emit:
     """Post an Event on the plan."""
 
@@ -263,7 +285,7 @@ class Settle:
     entry: HistoryEntry | None = None
 
 
-Effect = Apply | ApplyPhase | Delete | Retain | Emit | SetCondition | Settle
+Effect = Apply | ApplyPhase | Delete | Retain | Thaw | Emit | SetCondition | Settle
 
 
 @dataclass(frozen=True)
@@ -415,24 +437,29 @@ def advance(move: Transition, observed: Observed, now: datetime) -> Advanced:
     return Advanced(None, Outcome.DONE, (*done, *finished))
 
 
+def _behind(move: Transition, step: Step) -> bool:
+    return str(step) in move.steps and move.steps.index(str(step)) < move.step
+
+
 def switched(move: Transition) -> bool:
     """The app already points at the target phase (SwitchApp is behind)."""
-    return move.steps.index(str(Step.SWITCH_APP)) < move.step
+    return _behind(move, Step.SWITCH_APP)
 
 
 def fail(move: Transition, message: str) -> Advanced:
-    """Abandon the transition: the plan stays in (or goes back to) the phase it left."""
-    back = (ApplyPhase(move.from_),) if switched(move) else ()
-    return Advanced(
-        None,
-        Outcome.FAILED,
-        (
-            *back,
-            Settle(move.from_),
-            SetCondition(ConditionType.DEGRADED, "True", "StepFailed", message),
-            Emit("Warning", "TransitionFailed", message),
-        ),
+    """Abandon the transition: the plan stays in (or goes back to) the phase it left, or,
+    once a new data tier serves, stays in the target phase."""
+    degraded = (
+        SetCondition(ConditionType.DEGRADED, "True", "StepFailed", message),
+        Emit("Warning", "TransitionFailed", message),
     )
+    moves_data = str(Step.MIGRATE_DATA) in move.steps
+    if moves_data and _behind(move, Step.ROUTE):
+        return Advanced(None, Outcome.FAILED, (Settle(move.to), *degraded))
+    back: tuple[Effect, ...] = (ApplyPhase(move.from_),) if switched(move) else ()
+    if moves_data and move.step >= move.steps.index(str(Step.MIGRATE_DATA)):
+        back += (Thaw(attempt(move)),)
+    return Advanced(None, Outcome.FAILED, (*back, Settle(move.from_), *degraded))
 
 
 def refused(move: Transition, why: str) -> Advanced:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ..feed import FeedUnavailable
 from ..metrics import Metrics
 from ..service import Invalid
-from ..storage import Conflict, NotFound, StorageUnavailable
+from ..storage import Conflict, NotFound, StorageUnavailable, WritesFrozen
 from .responses import error
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,17 @@ async def on_unavailable(request: Request, exc: Exception) -> Response:
     return error(503, "unavailable", "the database is unavailable, retry later")
 
 
+# A migration's final pass and the switch that follows take seconds.
+FROZEN_RETRY_AFTER_SECONDS = 5
+
+
+async def on_writes_frozen(request: Request, exc: Exception) -> Response:
+    log.info("write refused: %s", exc)
+    response = error(503, "writes_frozen", f"writes are paused, retry later: {exc}")
+    response.headers["Retry-After"] = str(FROZEN_RETRY_AFTER_SECONDS)
+    return response
+
+
 async def on_feed_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("activity feed unavailable: %s", exc)
     metrics: Metrics = request.app.state.runtime.metrics
@@ -62,6 +73,7 @@ HANDLERS = {
     Conflict: on_conflict,
     NotFound: on_not_found,
     StorageUnavailable: on_unavailable,
+    WritesFrozen: on_writes_frozen,
     FeedUnavailable: on_feed_unavailable,
     Exception: on_unexpected,
 }

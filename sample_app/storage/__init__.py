@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from ..config import Settings
-from .base import Conflict, NotFound, QueryHook, Row, StorageError, StorageUnavailable, Store
+from .base import (
+    Conflict,
+    NotFound,
+    QueryHook,
+    Row,
+    StorageError,
+    StorageUnavailable,
+    Store,
+    WritesFrozen,
+)
 
 __all__ = [
     "Conflict",
@@ -12,6 +21,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "Store",
+    "WritesFrozen",
     "open_store",
 ]
 

@@ -30,6 +30,11 @@ class StorageUnavailable(StorageError):
     """The database cannot be reached; the request may succeed later (503)."""
 
 
+class WritesFrozen(StorageError):
+    """A migration holds the data: writes are refused until the app serves from the new
+    tier (503 with Retry-After); reads go on."""
+
+
 class Conflict(StorageError):
     """The write collides with an existing row (409)."""
 
@@ -84,6 +89,10 @@ class SqlStore(Store):
     """SQL shared by SQLite and PostgreSQL, written with %s placeholders."""
 
     ddl: tuple[str, ...] = ()
+    freeze_query: str | None = None
+    """Reads the reason writes are frozen, as its one row, when they are: checked inside
+    every write transaction, so a write either commits before the freeze (and the
+    migration's final pass copies it) or is refused."""
 
     @abc.abstractmethod
     def reading(self, fresh: bool) -> AbstractContextManager[Cursor]: ...
@@ -93,6 +102,10 @@ class SqlStore(Store):
 
     @abc.abstractmethod
     def is_unique_violation(self, exc: BaseException) -> bool: ...
+
+    def refuse_if_frozen(self, cur: Cursor) -> None:
+        if self.freeze_query is not None and (rows := cur.execute(self.freeze_query)):
+            raise WritesFrozen(str(rows[0][0]))
 
     def ensure_schema(self) -> None:
         with self.writing() as cur:
@@ -110,6 +123,7 @@ class SqlStore(Store):
     def create_user(self, user: Row) -> Row:
         try:
             with self.writing() as cur:
+                self.refuse_if_frozen(cur)
                 cur.execute(
                     "INSERT INTO users (id, name, email, created_at) VALUES (%s, %s, %s, %s)",
                     [user["id"], user["name"], user["email"], user["created_at"]],
@@ -142,6 +156,7 @@ class SqlStore(Store):
 
     def create_item(self, item: Row) -> Row:
         with self.writing() as cur:
+            self.refuse_if_frozen(cur)
             if not cur.execute("SELECT 1 FROM users WHERE id = %s", [item["owner_id"]]):
                 raise NotFound("owner does not exist")
             cur.execute(
@@ -178,6 +193,7 @@ class SqlStore(Store):
 
     def refresh_item_count(self, owner: str) -> int:
         with self.writing() as cur:
+            self.refuse_if_frozen(cur)
             rows = cur.execute(
                 "INSERT INTO user_stats (user_id, item_count, updated_at) "
                 "SELECT %s, COUNT(*), %s FROM items WHERE owner_id = %s "

@@ -11,6 +11,14 @@ from typing import Any
 
 from .base import QueryHook, SqlStore, StorageUnavailable
 
+# The migration to PostgreSQL freezes writes here before its final pass (sample_app.migrate):
+# one row while frozen, none otherwise.
+FREEZE_DDL = (
+    "CREATE TABLE IF NOT EXISTS phaseshift_freeze (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "reason TEXT NOT NULL, since INTEGER NOT NULL)"
+)
+FREEZE_QUERY = "SELECT reason FROM phaseshift_freeze"
+
 DDL = (
     "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
     "email TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL)",
@@ -22,6 +30,7 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS users_created ON users (created_at DESC)",
     "CREATE TABLE IF NOT EXISTS user_stats (user_id TEXT PRIMARY KEY, "
     "item_count INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+    FREEZE_DDL,
 )
 
 
@@ -42,6 +51,7 @@ class _Cursor:
 
 class SqliteStore(SqlStore):
     ddl = DDL
+    freeze_query = FREEZE_QUERY
 
     def __init__(self, url: str, on_query: QueryHook | None = None) -> None:
         self.path = sqlite_path(url)

@@ -161,7 +161,9 @@ def test_phase_is_accepted_applied_and_ready(
     _apply(kubectl, namespace, objects, "--dry-run=server")
     if phase == 2:
         # The Job that carries phase 1's data over is accepted too.
-        job = render_migration_job(plan, RenderContext(db_password="integration-password"))
+        job = render_migration_job(
+            plan, RenderContext(db_password="integration-password"), "attempt1"
+        )
         _apply(kubectl, namespace, [job], "--dry-run=server")
     _apply(kubectl, namespace, objects)
 

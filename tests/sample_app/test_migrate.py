@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 from conftest import PgDb
 from sampleapp_helpers import client
 
+from phaseshift.lab.wait import wait_for
+from sample_app.migrate import migrate
 from sample_app.storage.sqlite import SqliteStore
 
 USERS = 2_000
@@ -128,3 +131,56 @@ def test_bad_arguments_fail_cleanly(args: list[str]) -> None:
     result = run_migrate(*args)
     assert result.returncode in (2, 4)
     assert "Traceback" not in result.stderr
+
+
+def test_a_frozen_migration_keeps_every_acknowledged_write_and_reads_go_on(
+    tmp_path: Path, pg_db: PgDb
+) -> None:
+    """The app writes without pause while the migration runs with --freeze-source: every
+    write it acknowledged is in PostgreSQL afterwards, the writes after the freeze are
+    refused with 503 and Retry-After, and reads never fail."""
+    path = tmp_path / "busy.db"
+    source = f"sqlite:///{path}"
+    acknowledged: list[str] = []
+    refused: list[tuple[int, str | None, str]] = []
+    other: list[tuple[int, str]] = []
+    stop = threading.Event()
+    writing = threading.Event()
+
+    def write_forever() -> None:
+        with client(DATABASE_URL=source) as c:
+            while not stop.is_set():
+                r = c.post("/users", json={"name": "w", "email": f"{uuid.uuid4().hex}@b.co"})
+                if r.status_code == 201:
+                    acknowledged.append(r.json()["id"])
+                    if len(acknowledged) >= 50:
+                        writing.set()
+                elif r.status_code == 503:
+                    refused.append((r.status_code, r.headers.get("retry-after"), r.text))
+                else:
+                    other.append((r.status_code, r.text))
+
+    writer = threading.Thread(target=write_forever, daemon=True)
+    writer.start()
+    assert writing.wait(30), "the app took no writes"
+    reports = migrate(source, pg_db.primary_url, batch_size=20, freeze=True, log=lambda _: None)
+    assert all(r.ok for r in reports), reports
+    with client(DATABASE_URL=source) as c:
+        # Frozen: reads are served, writes refused.
+        assert c.get(f"/users/{acknowledged[0]}").status_code == 200
+        late = c.post("/users", json={"name": "late", "email": "late@b.co"})
+        assert late.status_code == 503 and late.headers["retry-after"] == "5"
+        assert late.json()["error"] == "writes_frozen"
+    wait_for(lambda: len(refused) >= 3, timeout=30, what="the writer to meet the freeze")
+    stop.set()
+    writer.join(30)
+    assert not other, other[:3]
+    with psycopg.connect(pg_db.primary_url) as db:
+        copied = {row[0] for row in db.execute("SELECT id FROM users")}
+    lost = [i for i in acknowledged if i not in copied]
+    assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged writes are missing"
+
+    # An abandoned transition opens the source to writes again.
+    assert run_migrate("--thaw", "--from", source).returncode == 0
+    with client(DATABASE_URL=source) as c:
+        assert c.post("/users", json={"name": "again", "email": "x@b.co"}).status_code == 201

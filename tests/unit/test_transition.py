@@ -26,7 +26,9 @@ from phaseshift.transition import (
     SetCondition,
     Settle,
     Step,
+    Thaw,
     advance,
+    attempt,
     job_failed,
     key_of,
     not_ready,
@@ -96,12 +98,14 @@ def deployment(
 
 
 def test_moving_up_from_phase_1_migrates_the_data() -> None:
+    # The new app is Ready before the migration freezes the old one's writes, so writes
+    # are refused only from the final pass to the switch of the Services.
     assert plan_steps(1, 2) == [
         Step.PROVISION,
         Step.WAIT_READY,
-        Step.MIGRATE_DATA,
         Step.SWITCH_APP,
         Step.VERIFY,
+        Step.MIGRATE_DATA,
         Step.ROUTE,
         Step.RETIRE,
     ]
@@ -425,7 +429,7 @@ def test_start_plans_the_steps_and_announces_them() -> None:
     assert move.steps == [str(s) for s in plan_steps(1, 2)]
     assert (move.from_, move.to, move.step, move.step_started_at) == (1, 2, 0, T0)
     assert announced.reason == "TransitionStarted"
-    assert "Provision -> WaitReady -> MigrateData" in announced.message
+    assert "Verify -> MigrateData -> Route" in announced.message
 
 
 def test_every_step_has_a_handler() -> None:
@@ -471,8 +475,14 @@ def test_every_waiting_step_times_out(step: Step, timeout: float) -> None:
     failed = advance(move, seen, at(timeout + 1))
     assert (failed.outcome, failed.transition) == (Outcome.FAILED, None)
     *back, settle, degraded, event = failed.effects
-    # Verify comes after SwitchApp: the app goes back to the phase it left.
-    assert back == ([ApplyPhase(1)] if step is Step.VERIFY else [])
+    # Verify and MigrateData come after SwitchApp: the app goes back to the phase it left,
+    # with its writes opened again when the migration may have frozen them.
+    expected_back = {
+        Step.WAIT_READY: [],
+        Step.VERIFY: [ApplyPhase(1)],
+        Step.MIGRATE_DATA: [ApplyPhase(1), Thaw(attempt(move))],
+    }
+    assert back == expected_back[step]
     assert settle == Settle(1)
     assert degraded.status == "True" and degraded.reason == "StepFailed"  # type: ignore[union-attr]
     assert f"{step} timed out after {timeout + 1:.0f}s" in degraded.message  # type: ignore[union-attr]
@@ -489,15 +499,47 @@ def test_migrate_data_runs_the_job_until_it_succeeds() -> None:
     done = advance(move, Observed(TARGET, live(ready(JOB)), JOB), at(3))
     assert done.outcome is Outcome.DONE
     assert emitted(done.effects) == ["StepMigrateData"]
-    assert done.transition is not None and done.transition.current_step == "SwitchApp"
+    assert done.transition is not None and done.transition.current_step == "Route"
 
 
-def test_a_failed_migration_job_aborts_before_the_app_moved() -> None:
+def test_a_failed_migration_job_takes_the_app_back_with_its_writes_open() -> None:
     failed_job = {**JOB, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
-    failed = advance(moving(step=Step.MIGRATE_DATA), Observed(TARGET, live(failed_job), JOB), T0)
+    move = moving(step=Step.MIGRATE_DATA)
+    failed = advance(move, Observed(TARGET, live(failed_job), JOB), T0)
     assert failed.outcome is Outcome.FAILED
-    assert not any(isinstance(e, ApplyPhase) for e in failed.effects)
+    assert failed.effects[:3] == (ApplyPhase(1), Thaw(attempt(move)), Settle(1))
     assert "data migration Job migrate failed: Job failed" in emitted_messages(failed.effects)[0]
+
+
+def test_once_a_new_data_tier_serves_an_abort_stays_in_the_target_phase() -> None:
+    """Phase 1's SQLite lacks every write made since the Route: going back would hide
+    them, so the plan stays in phase 2, Degraded, and the old app stays frozen."""
+    failed = refused(moving(1, 2, Step.RETIRE), "forbidden")
+    assert failed.effects[0] == Settle(2)
+    assert not any(isinstance(e, ApplyPhase | Thaw) for e in failed.effects)
+    assert (
+        SetCondition(
+            ConditionType.DEGRADED,
+            "True",
+            "StepFailed",
+            "Retire: the API server refused it: forbidden",
+        )
+        in failed.effects
+    )
+
+
+def test_an_abort_before_the_migration_needs_no_thaw() -> None:
+    failed = refused(moving(1, 2, Step.VERIFY), "forbidden")
+    assert failed.effects[:2] == (ApplyPhase(1), Settle(1))
+    assert not any(isinstance(e, Thaw) for e in failed.effects)
+
+
+def test_each_run_of_a_transition_has_its_own_attempt() -> None:
+    first, _ = start(1, 2, T0)
+    again, _ = start(1, 2, at(600))
+    assert attempt(first) == attempt(first.model_copy(update={"step": 3}))
+    assert attempt(first) != attempt(again)
+    assert len(attempt(first)) == 8 and attempt(first).isalnum()
 
 
 def emitted_messages(effects: Sequence[Effect]) -> list[str]:

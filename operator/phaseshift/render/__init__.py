@@ -29,7 +29,7 @@ from phaseshift.render import (
 )
 from phaseshift.render.context import RenderContext
 from phaseshift.render.keys import object_key
-from phaseshift.render.migration import migration_job
+from phaseshift.render.migration import migration_job, thaw_job
 from phaseshift.render.order import apply_order
 from phaseshift.render.scope import Scope
 from phaseshift.render.totals import resource_totals
@@ -39,6 +39,7 @@ __all__ = [
     "object_key",
     "render_migration_job",
     "render_phase",
+    "render_thaw_job",
     "resource_totals",
 ]
 
@@ -69,7 +70,13 @@ def render_phase(plan: ScalePlan, phase: int, ctx: RenderContext) -> list[dict[s
     return apply_order([obj for build in _BUILDERS for obj in build(scope)])
 
 
-def render_migration_job(plan: ScalePlan, ctx: RenderContext) -> dict[str, Any]:
+def render_migration_job(plan: ScalePlan, ctx: RenderContext, attempt: str) -> dict[str, Any]:
     """The Job that copies phase 1's SQLite database into the PostgreSQL primary of the
-    first phase that runs one."""
-    return migration_job(Scope(plan, FIRST_POSTGRES_PHASE, ctx))
+    first phase that runs one, freezing the phase-1 app's writes before its final pass."""
+    return migration_job(Scope(plan, FIRST_POSTGRES_PHASE, ctx), attempt)
+
+
+def render_thaw_job(plan: ScalePlan, ctx: RenderContext, attempt: str) -> dict[str, Any]:
+    """The Job that opens phase 1's SQLite database to writes again after an abandoned
+    migration."""
+    return thaw_job(Scope(plan, FIRST_POSTGRES_PHASE, ctx), attempt)

@@ -1,4 +1,10 @@
-"""The 1 -> 2 data migration: a Job copying the SQLite file into the new primary."""
+"""The 1 -> 2 data migration: a Job copying the SQLite file into the new primary, and
+the Job that opens the SQLite file to writes again when the transition is abandoned.
+
+The migration freezes the phase-1 app's writes before its final pass (`migrate
+--freeze-source`, see sample_app.migrate), so it mounts the SQLite volume read-write.
+Each transition runs Jobs of its own (the attempt in their names): a Job left from an
+abandoned attempt must not count as this one's migration."""
 
 from __future__ import annotations
 
@@ -19,30 +25,39 @@ from phaseshift.render.scope import Scope
 from phaseshift.render.sizing import app_size
 
 SUFFIX = "migrate-sqlite"
+THAW_SUFFIX = "thaw-sqlite"
 COMPONENT = "database"
+# A finished thaw Job has said what it did (Event, status); it need not stay.
+THAW_TTL_SECONDS = 3600
 
 
-def migration_job(scope: Scope) -> dict[str, Any]:
+def migration_job(scope: Scope, attempt: str) -> dict[str, Any]:
+    command = ["migrate", "--freeze-source", "--from", sqlite.DATABASE_URL]
+    command += ["--to", "$(TARGET_DATABASE_URL)"]
+    env = [env_from_secret("TARGET_DATABASE_URL", cred.secret_name(scope), cred.PRIMARY_URL_KEY)]
+    return _sqlite_job(scope, f"{SUFFIX}-{attempt}", command, env)
+
+
+def thaw_job(scope: Scope, attempt: str) -> dict[str, Any]:
+    command = ["migrate", "--thaw", "--from", sqlite.DATABASE_URL]
+    job = _sqlite_job(scope, f"{THAW_SUFFIX}-{attempt}", command, [])
+    job["spec"]["ttlSecondsAfterFinished"] = THAW_TTL_SECONDS
+    return job
+
+
+def _sqlite_job(
+    scope: Scope, suffix: str, command: list[str], env: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A run of `python -m sample_app <command>` beside phase 1's SQLite volume."""
     container = {
         "name": "migrate",
         "image": scope.image("app"),
-        "command": [
-            "python",
-            "-m",
-            "sample_app",
-            "migrate",
-            "--from",
-            sqlite.DATABASE_URL,
-            "--to",
-            "$(TARGET_DATABASE_URL)",
-        ],
-        "env": [
-            env_from_secret("TARGET_DATABASE_URL", cred.secret_name(scope), cred.PRIMARY_URL_KEY)
-        ],
+        "command": ["python", "-m", "sample_app", *command],
+        "env": env,
         "resources": container_resources(app_size(scope)),
         "securityContext": container_security(),
         "volumeMounts": [
-            {"name": "sqlite", "mountPath": sqlite.MOUNT_PATH, "readOnly": True},
+            {"name": "sqlite", "mountPath": sqlite.MOUNT_PATH},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
@@ -67,17 +82,17 @@ def migration_job(scope: Scope) -> dict[str, Any]:
         "restartPolicy": "Never",
         "affinity": affinity,
         "containers": [container],
-        "volumes": [sqlite.volume(scope, read_only=True), empty_dir("tmp")],
+        "volumes": [sqlite.volume(scope), empty_dir("tmp")],
     }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": scope.metadata(SUFFIX, COMPONENT),
+        "metadata": scope.metadata(suffix, COMPONENT),
         "spec": {
             "backoffLimit": 3,
             "template": pod_template(
                 scope,
-                workload=SUFFIX,
+                workload=suffix,
                 component=COMPONENT,
                 spec=spec,
                 metrics_port=None,

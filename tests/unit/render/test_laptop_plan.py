@@ -35,7 +35,7 @@ def _peak(phase: int, ctx: RenderContext) -> tuple[int, int]:
     plan = _plan()
     objects = render_phase(plan, phase, ctx)
     if phase == 2:
-        objects.append(render_migration_job(plan, ctx))
+        objects.append(render_migration_job(plan, ctx, "attempt1"))
     cpu, memory = resource_totals(objects)
     job_cpu, job_memory = _largest_job(objects)
     return cpu + job_cpu, memory + job_memory
