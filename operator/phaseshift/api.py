@@ -341,7 +341,9 @@ class Demotion(ApiModel):
     stabilization_seconds: Annotated[int, Field(ge=0, le=604_800)] = 900
     """The signal must stay below the demotion threshold for this long (max_over_time)."""
     stateful_tiers: Literal["Retain", "Migrate"] = "Retain"
-    """Retain keeps databases, queues and streams on demotion; Migrate moves data back."""
+    """Retain keeps databases, queues and streams on demotion, scaled to zero with their
+    volumes, and the app on the database its data lives in (status.dataTier). Migrate,
+    moving the data back down, is not implemented yet and behaves as Retain."""
 
 
 _MIN_LE_MAX = cel(
@@ -1101,6 +1103,9 @@ class HistoryEntry(StatusModel):
     duration_seconds: Annotated[float, Field(ge=0)] = 0.0
 
 
+DataTier = Literal["SQLite", "PostgreSQL"]
+
+
 class ScalePlanStatus(StatusModel):
     phase: Phase | None = None
     """The phase the application runs in now."""
@@ -1111,6 +1116,11 @@ class ScalePlanStatus(StatusModel):
     """Active users at the last evaluation."""
     live_colour: Colour | None = None
     """Which blue-green colour serves traffic."""
+    data_tier: DataTier | None = None
+    """Where the application's data lives. It moves to PostgreSQL with the migration of
+    the first phase that runs it and stays there: a later demotion to phase 1 keeps the
+    app on the retained PostgreSQL primary instead of the SQLite file, which lacks every
+    write made since."""
     conditions: Annotated[
         list[Condition],
         Field(

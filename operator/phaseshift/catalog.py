@@ -8,10 +8,10 @@ Every number here is a default; a plan's `spec.overrides` wins over it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
-from phaseshift.api import DEFAULT_IMAGE, RolloutStrategy
+from phaseshift.api import DEFAULT_IMAGE, DataTier, RolloutStrategy
 
 # Pinned default image per component, at the major versions tested here: the local images
 # are built from Debian bookworm's packages (PostgreSQL 15, Redis 7.0, RabbitMQ 3.10,
@@ -65,6 +65,9 @@ class Application(Enum):
 
 class Database(Enum):
     SQLITE = "SQLite"
+    # Phase 1 after a demotion from PostgreSQL (with demotion.statefulTiers Retain): the
+    # data stays where it lives, on the retained primary (see `Phase.holding_data_in`).
+    POSTGRES_PRIMARY = "PostgreSQL primary (the data stays there after a demotion)"
     POSTGRES = "PostgreSQL primary + read replicas"
     POSTGRES_SHARDED_OR_REPLICATED = "PostgreSQL, read replicas or shards"
     POSTGRES_AND_CASSANDRA = "PostgreSQL + Cassandra"
@@ -151,6 +154,14 @@ class Phase:
     read_replicas: int
     autoscale: Autoscale | None
     worker_replicas: int
+
+    def holding_data_in(self, tier: DataTier | None) -> Phase:
+        """This phase as it runs when the plan's data lives in `tier`: a phase without
+        PostgreSQL keeps the data on the PostgreSQL primary once it lives there (a
+        demotion never moves the app onto a database that lacks its data)."""
+        if tier == "PostgreSQL" and not self.database.postgres:
+            return replace(self, database=Database.POSTGRES_PRIMARY, read_replicas=0)
+        return self
 
     @property
     def colours(self) -> bool:

@@ -24,7 +24,6 @@ from phaseshift.api import (
     GROUP,
     LABEL_MANAGED_BY,
     LABEL_PLAN,
-    LABEL_RETAIN,
     MANAGED_BY,
     MAX_MESSAGE_CHARS,
     PLURAL,
@@ -70,7 +69,7 @@ class KubeApi(Protocol):
 
     def delete(self, obj: Obj, namespace: str) -> None: ...
 
-    def mark_retained(self, obj: Obj, namespace: str) -> bool: ...
+    def patch(self, obj: Obj, namespace: str, body: Mapping[str, Any]) -> None: ...
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> str: ...
 
@@ -182,21 +181,21 @@ class Kube:
         except NotFoundError:
             pass
 
-    def mark_retained(self, obj: Obj, namespace: str) -> bool:
-        labels = obj.get("metadata", {}).get("labels") or {}
-        if labels.get(LABEL_RETAIN) == "true":
-            return False
+    def patch(self, obj: Obj, namespace: str, body: Mapping[str, Any]) -> None:
+        """Merge-patch a live object (RFC 7386); one gone already is left alone."""
         resource = self._resource(obj["apiVersion"], obj["kind"])
         if resource is None:
-            return False
-        resource.patch(
-            name=obj["metadata"]["name"],
-            namespace=namespace,
-            body={"metadata": {"labels": {LABEL_RETAIN: "true"}}},
-            content_type="application/merge-patch+json",
-        )
+            return
+        try:
+            resource.patch(
+                name=obj["metadata"]["name"],
+                namespace=namespace,
+                body=dict(body),
+                content_type="application/merge-patch+json",
+            )
+        except NotFoundError:
+            return
         self._wrote("patch")
-        return True
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> str:
         """Merge-patch the plan's status; returns the plan's new resourceVersion."""

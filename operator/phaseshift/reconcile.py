@@ -96,6 +96,7 @@ class Reconciler:
     def _initialize(self, plan: ScalePlan, status: ScalePlanStatus) -> None:
         phase = max(plan.spec.policy.min_phase, 1)
         status.release = rollout.release_of(plan.spec.app)
+        status.data_tier = transition.data_tier(status.data_tier, phase)
         self.applier.apply(plan, self.desired.phase(plan, phase, status))
         status.phase = status.target_phase = phase
         self._event(plan, "Normal", "Initialized", f"applied phase {phase}")
@@ -126,7 +127,9 @@ class Reconciler:
         status.target_phase = decision.target_phase if decision.moves else status.phase
         if decision.moves and not rollout.busy(status):
             # (A busy rollout is said by the Transitioning condition; the move waits.)
-            move, announced = transition.start(status.phase, decision.target_phase, now)
+            move, announced = transition.start(
+                status.phase, decision.target_phase, now, status.data_tier
+            )
             status.transition = move
             self._carry_out(plan, status, (announced,), now)
             # Record the plan before acting on it: a restart must find the transition.
@@ -187,8 +190,8 @@ class Reconciler:
                     self.applier.apply(plan, self.desired.phase(plan, phase, status), force=True)
                 case transition.Delete(obj):
                     self.kube.delete(obj, ns)
-                case transition.Retain(obj):
-                    self.kube.mark_retained(obj, ns)
+                case transition.Retain(obj, patch):
+                    self.kube.patch(obj, ns, patch)
                 case transition.Thaw(attempt):
                     thaw = self.desired.thaw_job(plan, status, attempt)
                     self.applier.apply(plan, [thaw], force=True)
@@ -200,6 +203,7 @@ class Reconciler:
                     if entry is not None:
                         status.history = record_history(status.history, entry)
                     status.phase = status.target_phase = phase
+                    status.data_tier = transition.data_tier(status.data_tier, phase)
                     self.applier.forget(plan)
 
     # ------------------------------------------------------------------ rollouts

@@ -95,6 +95,7 @@ def render_inputs(
         next_app=now.next_app,
         canary_weight=now.canary_weight,
         stable_replicas=dict(stable_replicas or {}),
+        data_tier=status.data_tier,
     )
     if images is not None:
         ctx = replace(ctx, images=dict(images))

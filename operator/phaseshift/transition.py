@@ -40,8 +40,10 @@ from typing import Any
 
 from phaseshift.api import (
     LABEL_COMPONENT,
+    LABEL_RETAIN,
     ConditionStatus,
     ConditionType,
+    DataTier,
     HistoryEntry,
     Transition,
 )
@@ -76,14 +78,21 @@ class Outcome(StrEnum):
     FAILED = "Failed"
 
 
-def database_tier(phase: int) -> str:
-    return "postgresql" if PHASES[phase].database.postgres else "sqlite"
+def data_tier(recorded: DataTier | None, phase: int) -> DataTier:
+    """Where the data lives while `phase` runs: in SQLite until the first phase that runs
+    PostgreSQL, then in PostgreSQL for good (`recorded` is status.dataTier, None for a
+    plan from before it was recorded)."""
+    if recorded == "PostgreSQL" or PHASES[phase].database.postgres:
+        return "PostgreSQL"
+    return "SQLite"
 
 
-def plan_steps(current: int, target: int) -> list[Step]:
-    """The ordered steps that carry the app from `current` to `target` (adjacent phases)."""
+def plan_steps(current: int, target: int, tier: DataTier | None = None) -> list[Step]:
+    """The ordered steps that carry the app from `current` to `target` (adjacent phases),
+    its data living in `tier` (status.dataTier). Only the move that first takes the app
+    onto PostgreSQL migrates data; a move down keeps it where it lives."""
     steps = [Step.PROVISION, Step.WAIT_READY, Step.SWITCH_APP, Step.VERIFY]
-    if target > current and database_tier(current) != database_tier(target):
+    if data_tier(tier, current) == "SQLite" and data_tier(tier, target) == "PostgreSQL":
         steps.append(Step.MIGRATE_DATA)
     steps += [Step.ROUTE, Step.RETIRE]
     return steps
@@ -126,6 +135,20 @@ def switch_set(target_objects: Sequence[Obj]) -> list[Obj]:
     """What SwitchApp applies: everything but the app's Services, which Route flips only
     once the new workloads are Ready, so traffic never reaches a colour that is not."""
     return [o for o in target_objects if not (is_app(o) and o.get("kind") == "Service")]
+
+
+def retain_patch(live: Obj) -> dict[str, Any] | None:
+    """The merge patch that keeps a stateful object the target phase no longer runs:
+    labelled retained, and a StatefulSet scaled to zero with its claims kept, so a
+    retained tier costs nothing until a promotion applies it with its replicas again and
+    it starts on its old volumes. None when the object is so already."""
+    patch: dict[str, Any] = {}
+    labels: Mapping[str, str] = live.get("metadata", {}).get("labels") or {}
+    if labels.get(LABEL_RETAIN) != "true":
+        patch["metadata"] = {"labels": {LABEL_RETAIN: "true"}}
+    if live.get("kind") == "StatefulSet" and (live.get("spec") or {}).get("replicas", 1) != 0:
+        patch["spec"] = {"replicas": 0}
+    return patch or None
 
 
 def retire_set(live: Iterable[Obj], target_objects: Sequence[Obj]) -> tuple[list[Obj], list[Obj]]:
@@ -246,9 +269,11 @@ class Delete:
 
 @dataclass(frozen=True)
 class Retain:
-    """Label a stateful object retained: it outlives the phase that made it."""
+    """Merge-patch a stateful object retained (see `retain_patch`): it outlives the phase
+    that made it."""
 
     obj: Obj
+    patch: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -354,7 +379,9 @@ def _route(move: Transition, seen: Observed) -> _Result:
 def _retire(move: Transition, seen: Observed) -> _Result:
     delete, retain = retire_set(seen.live.values(), seen.target)
     names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in retain) or "nothing"
-    effects: tuple[Effect, ...] = (*map(Delete, delete), *map(Retain, retain))
+    patches = ((o, retain_patch(o)) for o in retain)
+    kept = tuple(Retain(o, patch) for o, patch in patches if patch is not None)
+    effects: tuple[Effect, ...] = (*map(Delete, delete), *kept)
     return _Result(Outcome.DONE, f"removed {len(delete)} objects; retained {names}", effects)
 
 
@@ -382,9 +409,12 @@ STEPS: dict[Step, StepSpec] = {
 }
 
 
-def start(current: int, target: int, now: datetime) -> tuple[Transition, Emit]:
-    """A transition from `current` to `target`, and the Event that announces it."""
-    steps = plan_steps(current, target)
+def start(
+    current: int, target: int, now: datetime, tier: DataTier | None = None
+) -> tuple[Transition, Emit]:
+    """A transition from `current` to `target` with the data in `tier`, and the Event
+    that announces it."""
+    steps = plan_steps(current, target, tier)
     move = Transition(
         from_=current,
         to=target,

@@ -12,7 +12,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 from test_merge_patch import apply_merge_patch
 
-from phaseshift.api import LABEL_MANAGED_BY, LABEL_PLAN, LABEL_RETAIN, MANAGED_BY
+from phaseshift.api import LABEL_MANAGED_BY, LABEL_PLAN, MANAGED_BY
 from phaseshift.kube import ANNOTATION_APPLIED_HASH, MANAGED_KINDS, applied_hash
 
 Obj = Mapping[str, Any]
@@ -91,15 +91,13 @@ class FakeKube:
         if self.objects.pop(key, None) is not None:
             self.writes.append("delete")
 
-    def mark_retained(self, obj: Obj, namespace: str) -> bool:
+    def patch(self, obj: Obj, namespace: str, body: Mapping[str, Any]) -> None:
         key = (obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
-        live = self.objects[key]
-        labels = live["metadata"].setdefault("labels", {})
-        if labels.get(LABEL_RETAIN) == "true":
-            return False
-        labels[LABEL_RETAIN] = "true"
+        live = self.objects.get(key)
+        if live is None:
+            return
+        self.objects[key] = _merged(live, body)
         self.writes.append("patch")
-        return True
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> str:
         self.status_patches.append(copy.deepcopy(dict(status)))
@@ -143,3 +141,16 @@ class FakeKube:
 
     def reasons(self) -> list[str]:
         return [reason for _, reason, _ in self.events]
+
+
+def _merged(live: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`live` with an RFC 7386 merge patch applied."""
+    result = copy.deepcopy(dict(live))
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result

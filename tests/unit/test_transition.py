@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from phaseshift.api import LABEL_COMPONENT, ConditionType, Transition
+from phaseshift.api import LABEL_COMPONENT, LABEL_RETAIN, ConditionType, DataTier, Transition
 from phaseshift.render.scope import ANNOTATION_STATEFUL
 from phaseshift.transition import (
     APP_COMPONENTS,
@@ -29,12 +29,14 @@ from phaseshift.transition import (
     Thaw,
     advance,
     attempt,
+    data_tier,
     job_failed,
     key_of,
     not_ready,
     plan_steps,
     provision_set,
     refused,
+    retain_patch,
     retire_set,
     start,
     switch_set,
@@ -125,6 +127,39 @@ def test_no_other_move_migrates_data(current: int, target: int) -> None:
         Step.ROUTE,
         Step.RETIRE,
     ]
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "tier", "migrates"),
+    [
+        (1, 2, "SQLite", True),
+        (1, 2, None, True),  # a plan from before dataTier was recorded, in phase 1
+        (1, 2, "PostgreSQL", False),  # back up after a demotion: the data is there already
+        (2, 1, "PostgreSQL", False),
+        (2, 3, "PostgreSQL", False),
+    ],
+)
+def test_only_the_first_move_onto_postgresql_migrates(
+    current: int, target: int, tier: DataTier | None, migrates: bool
+) -> None:
+    assert (Step.MIGRATE_DATA in plan_steps(current, target, tier)) is migrates
+
+
+@pytest.mark.parametrize(
+    ("recorded", "phase", "tier"),
+    [
+        (None, 1, "SQLite"),
+        ("SQLite", 1, "SQLite"),
+        (None, 2, "PostgreSQL"),
+        ("SQLite", 2, "PostgreSQL"),
+        ("PostgreSQL", 1, "PostgreSQL"),  # never back: SQLite lacks the writes made since
+        ("PostgreSQL", 4, "PostgreSQL"),
+    ],
+)
+def test_the_data_moves_to_postgresql_once_and_stays(
+    recorded: DataTier | None, phase: int, tier: DataTier
+) -> None:
+    assert data_tier(recorded, phase) == tier
 
 
 def test_app_services_are_routed_only_after_the_new_workloads_are_verified() -> None:
@@ -560,13 +595,44 @@ def test_retire_deletes_the_rest_keeps_data_and_finishes_the_transition() -> Non
     move = moving(step=Step.RETIRE)
     done = advance(move, Observed(TARGET, live(*TARGET, old_app, claim)), at(90))
     assert (done.outcome, done.transition) == (Outcome.DONE, None)
-    assert done.effects[:2] == (Delete(old_app), Retain(claim))
+    labelled = {"metadata": {"labels": {LABEL_RETAIN: "true"}}}
+    assert done.effects[:2] == (Delete(old_app), Retain(claim, labelled))
     settle = done.effects[3]
     assert isinstance(settle, Settle) and settle.phase == 2 and settle.entry is not None
     assert (settle.entry.from_, settle.entry.to, settle.entry.reason) == (1, 2, "Promoted")
     assert settle.entry.duration_seconds == 90
     assert SetCondition(ConditionType.DEGRADED, "False", "TransitionSucceeded", "") in done.effects
     assert emitted(done.effects) == ["StepRetire", "TransitionComplete"]
+
+
+def test_a_retained_statefulset_scales_to_zero_and_keeps_its_claims() -> None:
+    redis = obj(
+        "StatefulSet", "shop-redis", stateful=True, api_version="apps/v1", spec={"replicas": 1}
+    )
+    claim = obj("PersistentVolumeClaim", "data-shop-redis-0")
+    done = advance(moving(2, 1, Step.RETIRE), Observed(TARGET, live(*TARGET, redis, claim)), T0)
+    retained = {e.obj["metadata"]["name"]: e.patch for e in done.effects if isinstance(e, Retain)}
+    assert retained == {
+        "shop-redis": {"metadata": {"labels": {LABEL_RETAIN: "true"}}, "spec": {"replicas": 0}},
+        "data-shop-redis-0": {"metadata": {"labels": {LABEL_RETAIN: "true"}}},
+    }
+    assert not any(isinstance(e, Delete) for e in done.effects)
+
+
+def test_what_is_retained_and_scaled_to_zero_already_is_not_written_again() -> None:
+    kept = {"labels": {LABEL_RETAIN: "true"}}
+    redis = obj(
+        "StatefulSet", "shop-redis", stateful=True, api_version="apps/v1", spec={"replicas": 0}
+    )
+    redis["metadata"].update(kept)
+    claim = obj("PersistentVolumeClaim", "data-shop-redis-0")
+    claim["metadata"].update(kept)
+    assert retain_patch(redis) is None and retain_patch(claim) is None
+    done = advance(moving(2, 1, Step.RETIRE), Observed(TARGET, live(*TARGET, redis, claim)), T0)
+    assert not any(isinstance(e, Retain | Delete) for e in done.effects)
+    # A retained StatefulSet a user scaled up again is scaled back down.
+    redis["spec"]["replicas"] = 2
+    assert retain_patch(redis) == {"spec": {"replicas": 0}}
 
 
 def test_a_demotion_is_recorded_as_demoted() -> None:

@@ -125,20 +125,33 @@ def _kwokctl(bin_dir: Path, *args: str, check: bool = True) -> subprocess.Comple
 
 
 def install_crd(kubeconfig: Path) -> None:
-    """Apply the ScalePlan CRD (as `phaseshift crd` generates it) and wait until served."""
-    for args, stdin in (
-        (["apply", "--server-side", "-f", "-"], crd_yaml()),
-        (["wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}"], None),
-    ):
-        result = subprocess.run(
+    """Apply the ScalePlan CRD (as `phaseshift crd` generates it) and wait until served.
+
+    Polled rather than `kubectl wait`: a CRD created a moment ago has no conditions yet,
+    and `kubectl wait --for=condition=...` fails on that instead of waiting."""
+
+    def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             ["kubectl", "--kubeconfig", str(kubeconfig), *args],
             input=stdin,
             capture_output=True,
             text=True,
             check=False,
         )
-        if result.returncode != 0:
-            raise ClusterError(f"kubectl {args[0]} of the CRD failed: {result.stderr.strip()}")
+
+    applied = kubectl("apply", "--server-side", "-f", "-", stdin=crd_yaml())
+    if applied.returncode != 0:
+        raise ClusterError(f"kubectl apply of the CRD failed: {applied.stderr.strip()}")
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+
+    def served() -> str:
+        result = kubectl("get", f"crd/{PLURAL}.{GROUP}", "-o", f"jsonpath={established}")
+        return result.stdout.strip() if result.returncode == 0 else result.stderr.strip()
+
+    try:
+        wait_for(served, timeout=60, poll=0.5, until=lambda v: v == "True", what="the CRD")
+    except AssertionError as e:
+        raise ClusterError(f"the ScalePlan CRD is not Established: {e}") from e
 
 
 class KubectlFailed(RuntimeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from phaseshift.api import App, Colour
+from phaseshift.api import App, Colour, DataTier
 from phaseshift.catalog import IMAGES
 
 __all__ = ["Colour", "RenderContext"]
@@ -27,6 +27,8 @@ class RenderContext:
     canary_weight: the share of phase 4's traffic, in percent, the canaries take.
     stable_replicas: service -> pods its stable Deployment runs now (the HPA's choice);
         the canaries are sized against it, and against the HPA's floor when unknown.
+    data_tier: where the plan's data lives (status.dataTier); a phase without PostgreSQL
+        runs on the PostgreSQL primary once the data lives there (catalog.Phase.holding_data_in).
     images: component -> image the operator uses where the plan chose none: the catalog's
         pinned images unless the operator was given a registry or an image map (see
         phaseshift.imagemap). The plan's own choices win over it (Scope.image).
@@ -37,4 +39,5 @@ class RenderContext:
     next_app: App | None = None
     canary_weight: int = 0
     stable_replicas: Mapping[str, int] = field(default_factory=dict)
+    data_tier: DataTier | None = None
     images: Mapping[str, str] = field(default_factory=lambda: dict(IMAGES))

@@ -1,14 +1,18 @@
 """The edge from phase 3: nginx caching static content in front of the app.
 
 It stands in for a CDN inside the cluster (a real CDN is configured outside it, with
-this Service as its origin). Phase 3 proxies to the monolith, phase 4 to the gateway.
+this Service as its origin). It proxies to the app's entry Service, `<plan>-app`, in every
+phase: the monolith's in phase 3, the gateway's in phase 4 (see microservices.py). So a
+3 <-> 4 transition never rolls the edge, and the switch between them is that Service's,
+made at Route once the new workloads are Ready. (An edge pointed at the gateway's own
+Service at Provision would wait for a Service that only Route creates: nginx does not
+start with an upstream it cannot resolve.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from phaseshift.catalog import Application
 from phaseshift.render import components
 from phaseshift.render.encoding import content_hash
 from phaseshift.render.pods import (
@@ -21,7 +25,7 @@ from phaseshift.render.pods import (
     topology_spread,
 )
 from phaseshift.render.scope import Scope
-from phaseshift.render.service import port, service
+from phaseshift.render.service import ENTRY_SERVICE, port, service
 from phaseshift.render.workload import ANNOTATION_CONFIG_HASH, rolling
 
 COMPONENT = "edge"
@@ -70,9 +74,7 @@ http {{
 
 
 def origin(scope: Scope) -> str:
-    return scope.name(
-        "gateway" if scope.catalog.application is Application.MICROSERVICES else "app"
-    )
+    return scope.name(ENTRY_SERVICE)
 
 
 def nginx_conf(scope: Scope) -> str:

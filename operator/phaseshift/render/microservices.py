@@ -13,7 +13,7 @@ from typing import Any
 from phaseshift.catalog import Application
 from phaseshift.render.autoscaling import hpa, pdb
 from phaseshift.render.scope import LABEL_TRACK, Scope
-from phaseshift.render.service import port, service
+from phaseshift.render.service import entry_service, port, service
 from phaseshift.render.sizing import autoscale, canary_replicas
 from phaseshift.render.workload import app_container, app_deployment, rolling
 
@@ -65,4 +65,5 @@ def _service_objects(scope: Scope, role: str) -> list[dict[str, Any]]:
 def objects(scope: Scope) -> list[dict[str, Any]]:
     if scope.catalog.application is not Application.MICROSERVICES:
         return []
-    return [obj for role in SERVICES for obj in _service_objects(scope, role)]
+    entry = entry_service(scope, scope.selector_by_service("gateway"))
+    return [entry, *(obj for role in SERVICES for obj in _service_objects(scope, role))]

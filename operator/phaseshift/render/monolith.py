@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from phaseshift.catalog import Database
 from phaseshift.render import sqlite
 from phaseshift.render.autoscaling import hpa, pdb
 from phaseshift.render.scope import LABEL_COLOUR, Scope
-from phaseshift.render.service import port, service
+from phaseshift.render.service import entry_service
 from phaseshift.render.sizing import app_replicas, autoscale
 from phaseshift.render.workload import app_container, app_deployment, recreate, rolling
 
@@ -24,13 +25,13 @@ SERVICE = "app"
 
 def _service(scope: Scope) -> dict[str, Any]:
     extra = {LABEL_COLOUR: scope.ctx.live_colour} if scope.catalog.colours else {}
-    selector = scope.selector_by_service(SERVICE, **extra)
-    return service(scope, SUFFIX, COMPONENT, selector, [port("http", 80, "http")])
+    return entry_service(scope, scope.selector_by_service(SERVICE, **extra))
 
 
 def _single(scope: Scope) -> list[dict[str, Any]]:
-    mount = {"name": "sqlite", "mountPath": sqlite.MOUNT_PATH}
-    container = app_container(scope, role="monolith", image=scope.image("app"), mounts=[mount])
+    on_sqlite = scope.catalog.database is Database.SQLITE
+    mounts = [{"name": "sqlite", "mountPath": sqlite.MOUNT_PATH}] if on_sqlite else []
+    container = app_container(scope, role="monolith", image=scope.image("app"), mounts=mounts)
     return [
         app_deployment(
             scope,
@@ -40,7 +41,7 @@ def _single(scope: Scope) -> list[dict[str, Any]]:
             replicas=app_replicas(scope),
             strategy=recreate(),
             service=SERVICE,
-            volumes=[sqlite.volume(scope)],
+            volumes=[sqlite.volume(scope)] if on_sqlite else [],
         )
     ]
 

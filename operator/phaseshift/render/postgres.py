@@ -127,16 +127,19 @@ def _database_clients(scope: Scope) -> int:
     return 2 * (2 * most) + workers
 
 
+def _postgres_scopes(scope: Scope) -> list[Scope]:
+    """Every phase up to the highest the plan may reach that runs PostgreSQL, the
+    scope's own among them."""
+    top = max(scope.phase, scope.plan.spec.policy.max_phase)
+    every = (Scope(scope.plan, number, scope.ctx) for number in PHASES if number <= top)
+    return [s for s in every if s.catalog.database.postgres]
+
+
 def max_connections(scope: Scope) -> int:
     """max_connections for every phase the plan may reach, not only the scope's: it takes
     a restart to change, and a transition must not restart the database. Standbys need
     at least the primary's value, and share its configuration."""
-    top = max(scope.phase, scope.plan.spec.policy.max_phase)
-    clients = max(
-        _database_clients(Scope(scope.plan, number, scope.ctx))
-        for number, phase in PHASES.items()
-        if number <= top and phase.database.postgres
-    )
+    clients = max(_database_clients(s) for s in _postgres_scopes(scope))
     return max(MIN_CONNECTIONS, clients * APP_POOL_SIZE + CONNECTION_HEADROOM)
 
 
@@ -146,12 +149,7 @@ def wal_senders(scope: Scope) -> int:
     one sender and one slot, and a clone takes a second sender while pg_basebackup copies.
     Twice the most replicas also leaves room for the slots of replicas scaled away: a
     primary holding more slots than max_replication_slots does not start."""
-    top = max(scope.phase, scope.plan.spec.policy.max_phase)
-    most = max(
-        read_replicas(Scope(scope.plan, number, scope.ctx))
-        for number, phase in PHASES.items()
-        if number <= top and phase.database.postgres
-    )
+    most = max(read_replicas(s) for s in _postgres_scopes(scope))
     return max(MIN_WAL_SENDERS, 2 * most)
 
 

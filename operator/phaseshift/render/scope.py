@@ -42,7 +42,7 @@ class Scope:
 
     @cached_property
     def catalog(self) -> CatalogPhase:
-        return PHASES[self.phase]
+        return PHASES[self.phase].holding_data_in(self.ctx.data_tier)
 
     @cached_property
     def override(self) -> PhaseOverride | None:

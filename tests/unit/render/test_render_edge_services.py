@@ -16,9 +16,19 @@ def test_edge_caches_static_content_in_front_of_the_app(render) -> None:
     assert names(render(2), "ConfigMap").count("shop-edge-config") == 0
 
 
-def test_phase4_edge_fronts_the_gateway(render) -> None:
-    conf = find(render(4), "ConfigMap", "shop-edge-config")["data"]["nginx.conf"]
-    assert "server shop-gateway:80" in conf
+def test_phase4_edge_fronts_the_gateway_through_the_entry_service(render) -> None:
+    """The edge's origin is the app's entry Service in phases 3 and 4 alike, so a 3 <-> 4
+    transition leaves the edge as it is and switches the Service at Route."""
+    objects = render(4)
+    conf = find(objects, "ConfigMap", "shop-edge-config")["data"]["nginx.conf"]
+    assert "server shop-app:80" in conf
+    edge = find(objects, "Deployment", "shop-edge")["spec"]
+    assert find(render(3), "Deployment", "shop-edge")["spec"] == edge  # no pod rolls
+    entry = find(objects, "Service", "shop-app")
+    gateway = find(objects, "Deployment", "shop-gateway")
+    selected = entry["spec"]["selector"].items()
+    assert selected <= gateway["spec"]["template"]["metadata"]["labels"].items()
+    assert entry["metadata"]["labels"]["phaseshift.dev/component"] == "app"  # flipped at Route
 
 
 def test_phase4_replaces_the_monolith_with_services(render) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from render_helpers import containers, env_of, find, names
 
 from phaseshift.api import App
@@ -27,6 +29,30 @@ def test_phase1_is_one_replica_recreated_with_sqlite_mounted(render) -> None:
     mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert "/data" in mounts
     assert names(objects, "HorizontalPodAutoscaler") == []
+
+
+def test_phase1_after_a_demotion_keeps_the_app_on_the_postgresql_primary(render) -> None:
+    """Once the data lives in PostgreSQL, phase 1 is one app server beside the retained
+    primary: no SQLite file (it lacks every write made since), no replica running."""
+    objects = render(1, data_tier="PostgreSQL")
+    app = _app(objects)
+    assert app["spec"]["replicas"] == 1
+    pod = app["spec"]["template"]["spec"]
+    assert not [v for v in pod.get("volumes") or [] if "persistentVolumeClaim" in v]
+    assert "shop-sqlite" not in names(objects, "PersistentVolumeClaim")
+    values = {
+        key: base64.b64decode(value).decode()
+        for key, value in find(objects, "Secret", "shop-app-secret")["data"].items()
+    }
+    assert "shop-postgres-rw" in values["DATABASE_URL"]
+    assert "READ_REPLICA_URLS" not in values
+    assert find(objects, "StatefulSet", "shop-postgres")["spec"]["replicas"] == 1
+    # The replica keeps its claim and costs nothing; a promotion scales it up again.
+    assert find(objects, "StatefulSet", "shop-postgres-replica")["spec"]["replicas"] == 0
+    assert not [n for n in names(objects, "StatefulSet") if "redis" in n]
+    # Other phases run as they always do.
+    for phase in (2, 3, 4):
+        assert render(phase, data_tier="PostgreSQL") == render(phase)
 
 
 def test_phase2_is_larger_than_phase1(render) -> None:

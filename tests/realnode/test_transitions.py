@@ -1,0 +1,133 @@
+"""Transitions on the real node under a steady write load: 1 -> 2 migrates SQLite into
+PostgreSQL, 2 -> 1 keeps the app on PostgreSQL, 1 -> 2 again migrates nothing, and no
+write the app acknowledged on the way is lost.
+
+The writer creates users through the app's entry Service from the host, one after
+another, the whole time; after each move every user it was answered 201 for is read back
+through the app.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from phaseshift.lab.cluster import Kubectl, LocalCluster, load_images
+from phaseshift.lab.operator_process import OperatorProcess
+from phaseshift.lab.realshop import (
+    PLAN,
+    apply_plan,
+    get,
+    laptop_sizes,
+    phase_images,
+    pinned_plan,
+    psql,
+    served,
+    service_url,
+    settled,
+)
+from phaseshift.lab.wait import wait_for
+from phaseshift.lab.writer import Writer
+
+pytestmark = pytest.mark.integration
+
+
+def move_to(kubectl: Kubectl, namespace: str, phase: int) -> dict[str, Any]:
+    apply_plan(kubectl, namespace, pinned_plan(phase, **laptop_sizes()))
+    status = wait_for(
+        lambda: settled(kubectl, namespace, phase),
+        timeout=600,
+        poll=1,
+        what=f"phase {phase} to settle",
+    )
+    assert status is not None
+    return status
+
+
+def reasons(kubectl: Kubectl, namespace: str) -> list[str]:
+    listed = json.loads(
+        kubectl(
+            "-n", namespace, "get", "events",
+            "--field-selector", f"involvedObject.name={PLAN}", "-o", "json",
+        ).stdout
+    )  # fmt: skip
+    return [e["reason"] for e in listed["items"]]
+
+
+def assert_none_lost(writer: Writer, url: str) -> None:
+    assert writer.acknowledged, "the app acknowledged no write"
+    lost = writer.missing(url)
+    assert not lost, f"{len(lost)} of {len(writer.acknowledged)} acknowledged writes lost"
+
+
+def test_up_down_and_up_again_under_writes_loses_nothing(
+    cluster: LocalCluster, kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    load_images(
+        cluster, phase_images("app", "postgres", "postgres-exporter", "redis", "redis-exporter")
+    )
+    move_to(kubectl, namespace, 1)
+    url = service_url(kubectl, namespace, f"{PLAN}-app")
+    served(url)
+
+    # 1 -> 2: the migration Job freezes phase 1's writes before its final pass.
+    with Writer(url) as writer:
+        writer.wait_for_acknowledged(50)
+        status = move_to(kubectl, namespace, 2)
+        writer.wait_for_acknowledged(50)
+    assert status["dataTier"] == "PostgreSQL"
+    assert_none_lost(writer, url)
+    assert reasons(kubectl, namespace).count("StepMigrateData") == 1
+    job = next(
+        j["metadata"]["name"]
+        for j in json.loads(kubectl("-n", namespace, "get", "jobs", "-o", "json").stdout)["items"]
+        if j["metadata"]["name"].startswith(f"{PLAN}-migrate-sqlite-")
+    )
+    log = kubectl("-n", namespace, "logs", f"job/{job}").stdout
+    assert "writes to the source frozen" in log and "verified" in log, log
+    first = writer.acknowledged[0]
+
+    # 2 -> 1: the data stays in PostgreSQL; the app goes back to one server beside it.
+    with Writer(url) as down:
+        down.wait_for_acknowledged(20)
+        status = move_to(kubectl, namespace, 1)
+        down.wait_for_acknowledged(50)
+    assert status["dataTier"] == "PostgreSQL"
+    assert_none_lost(writer, url)
+    assert_none_lost(down, url)
+    app = get(kubectl, namespace, "deployment", f"{PLAN}-app")
+    volumes = app["spec"]["template"]["spec"].get("volumes") or []
+    assert not [v for v in volumes if "persistentVolumeClaim" in v], volumes
+    replica = get(kubectl, namespace, "statefulset", f"{PLAN}-postgres-replica")
+    assert replica["spec"]["replicas"] == 0
+    claims = kubectl("-n", namespace, "get", "pvc", "-o", "name").stdout.split()
+    assert f"persistentvolumeclaim/data-{PLAN}-postgres-replica-0" in claims
+
+    # 1 -> 2 again: nothing to migrate; the replica starts on its old volume and streams.
+    with Writer(url) as up:
+        up.wait_for_acknowledged(20)
+        move_to(kubectl, namespace, 2)
+        up.wait_for_acknowledged(50)
+    for each in (writer, down, up):
+        assert_none_lost(each, url)
+    assert reasons(kubectl, namespace).count("StepMigrateData") == 1
+    kubectl(
+        "-n", namespace, "rollout", "status", f"statefulset/{PLAN}-postgres-replica",
+        "--timeout=300s",
+    )  # fmt: skip
+    last = up.acknowledged[-1]
+    found = wait_for(
+        lambda: psql(
+            kubectl,
+            namespace,
+            f"{PLAN}-postgres-replica-0",
+            f"SELECT count(*) FROM users WHERE id IN ('{first}', '{last}')",
+        ).strip(),
+        until=lambda count: count == "2",
+        timeout=120,
+        poll=2,
+        what="the replica to hold the first and the last write",
+    )
+    assert found == "2"
