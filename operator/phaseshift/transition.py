@@ -152,12 +152,14 @@ def retain_patch(live: Obj) -> dict[str, Any] | None:
 
 
 def retire_set(live: Iterable[Obj], target_objects: Sequence[Obj]) -> tuple[list[Obj], list[Obj]]:
-    """(objects to delete, stateful objects to keep and label retained) after a move."""
+    """(objects to delete, stateful objects to keep and label retained) after a move.
+    Jobs are neither: a migration's Job keeps its log for whoever reads what it did, and
+    goes by its own ttlSecondsAfterFinished."""
     wanted = {key_of(o) for o in target_objects}
     delete: list[Obj] = []
     retain: list[Obj] = []
     for obj in live:
-        if key_of(obj) in wanted:
+        if key_of(obj) in wanted or obj.get("kind") == "Job":
             continue
         (retain if is_stateful(obj) else delete).append(obj)
     return delete, retain

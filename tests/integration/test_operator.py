@@ -33,7 +33,11 @@ def test_climbs_through_every_phase_and_comes_back_down(
         expected = world.expected(phase)
         live = world.live_keys()
         assert expected <= live, f"phase {phase} is missing {expected - live}"
-        extra = {k for k in live - expected if world.live()[k]["kind"] != "PersistentVolumeClaim"}
+        extra = {
+            k
+            for k in live - expected
+            if world.live()[k]["kind"] not in ("PersistentVolumeClaim", "Job")
+        }
         assert not extra, f"phase {phase} left behind {extra}"
         assert status["history"][-1]["to"] == phase
         assert world.condition("Ready")["status"] == "True"
@@ -145,7 +149,11 @@ def test_sigkill_mid_transition_resumes_without_orphans(
     live = world.live_keys()
     expected = world.expected(2)
     assert expected <= live
-    assert not {k for k in live - expected if world.live()[k]["kind"] != "PersistentVolumeClaim"}
+    assert not {
+        k
+        for k in live - expected
+        if world.live()[k]["kind"] not in ("PersistentVolumeClaim", "Job")
+    }
     assert [(h["from"], h["to"]) for h in world.status()["history"]] == [(1, 2)]
 
 

@@ -592,8 +592,9 @@ def test_switch_app_applies_all_but_the_app_services_and_route_applies_them() ->
 def test_retire_deletes_the_rest_keeps_data_and_finishes_the_transition() -> None:
     old_app = obj("Deployment", "old", component="app", api_version="apps/v1")
     claim = obj("PersistentVolumeClaim", "data-sqlite")
+    job = obj("Job", "shop-migrate-sqlite-a1b2c3d4", api_version="batch/v1")  # by its TTL
     move = moving(step=Step.RETIRE)
-    done = advance(move, Observed(TARGET, live(*TARGET, old_app, claim)), at(90))
+    done = advance(move, Observed(TARGET, live(*TARGET, old_app, claim, job)), at(90))
     assert (done.outcome, done.transition) == (Outcome.DONE, None)
     labelled = {"metadata": {"labels": {LABEL_RETAIN: "true"}}}
     assert done.effects[:2] == (Delete(old_app), Retain(claim, labelled))

@@ -27,7 +27,9 @@ from phaseshift.render.sizing import app_size
 SUFFIX = "migrate-sqlite"
 THAW_SUFFIX = "thaw-sqlite"
 COMPONENT = "database"
-# A finished thaw Job has said what it did (Event, status); it need not stay.
+# Finished Jobs stay for their logs (`kubectl logs job/...`): a day for a migration,
+# an hour for a thaw, whose outcome the plan's Events say as well.
+MIGRATION_TTL_SECONDS = 86_400
 THAW_TTL_SECONDS = 3600
 
 
@@ -35,7 +37,9 @@ def migration_job(scope: Scope, attempt: str) -> dict[str, Any]:
     command = ["migrate", "--freeze-source", "--from", sqlite.DATABASE_URL]
     command += ["--to", "$(TARGET_DATABASE_URL)"]
     env = [env_from_secret("TARGET_DATABASE_URL", cred.secret_name(scope), cred.PRIMARY_URL_KEY)]
-    return _sqlite_job(scope, f"{SUFFIX}-{attempt}", command, env)
+    job = _sqlite_job(scope, f"{SUFFIX}-{attempt}", command, env)
+    job["spec"]["ttlSecondsAfterFinished"] = MIGRATION_TTL_SECONDS
+    return job
 
 
 def thaw_job(scope: Scope, attempt: str) -> dict[str, Any]:

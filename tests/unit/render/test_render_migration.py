@@ -11,6 +11,7 @@ def test_migration_job_copies_sqlite_into_the_primary(make_plan) -> None:
     job = render_migration_job(make_plan(), RenderContext(db_password="pw"), "a1b2c3d4")
     assert job["kind"] == "Job"
     assert job["metadata"]["name"] == "shop-migrate-sqlite-a1b2c3d4"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 86_400  # kept for its log
     assert job["spec"]["backoffLimit"] == 3
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
