@@ -131,10 +131,17 @@ def provision_set(target_objects: Sequence[Obj]) -> list[Obj]:
     return [o for o in target_objects if not is_app(o)]
 
 
-def switch_set(target_objects: Sequence[Obj]) -> list[Obj]:
-    """What SwitchApp applies: everything but the app's Services, which Route flips only
-    once the new workloads are Ready, so traffic never reaches a colour that is not."""
-    return [o for o in target_objects if not (is_app(o) and o.get("kind") == "Service")]
+def switch_set(target_objects: Sequence[Obj], live: Mapping[Key, Obj]) -> list[Obj]:
+    """What SwitchApp applies: everything but the app's Services that exist already,
+    which Route flips only once the new workloads are Ready, so traffic never reaches a
+    colour that is not. A Service the phase adds (phase 4's user-service, data-service
+    and gateway) carries no traffic yet, and the new workloads need it to turn Ready:
+    the gateway is Ready only once it reaches the services behind it."""
+    return [
+        o
+        for o in target_objects
+        if not (is_app(o) and o.get("kind") == "Service" and key_of(o) in live)
+    ]
 
 
 def retain_patch(live: Obj) -> dict[str, Any] | None:
@@ -363,13 +370,13 @@ def _migrate_data(move: Transition, seen: Observed) -> _Result:
 
 
 def _switch_app(move: Transition, seen: Observed) -> _Result:
-    app = switch_set(seen.target)
+    app = switch_set(seen.target, seen.live)
     message = f"switched the app to phase {move.to} ({len(app)} objects applied)"
     return _Result(Outcome.DONE, message, (Apply(tuple(app)),))
 
 
 def _verify(move: Transition, seen: Observed) -> _Result:
-    app = switch_set(seen.target)
+    app = switch_set(seen.target, seen.live)
     return _until_ready(seen, app, f"every workload of phase {move.to} is Ready")
 
 
@@ -404,7 +411,7 @@ STEPS: dict[Step, StepSpec] = {
     Step.MIGRATE_DATA: StepSpec(
         _migrate_data, reads_live=True, runs_job=True, timeout_seconds=1800.0
     ),
-    Step.SWITCH_APP: StepSpec(_switch_app),
+    Step.SWITCH_APP: StepSpec(_switch_app, reads_live=True),
     Step.VERIFY: StepSpec(_verify, reads_live=True, timeout_seconds=600.0),
     Step.ROUTE: StepSpec(_route),
     Step.RETIRE: StepSpec(_retire, reads_live=True),

@@ -180,8 +180,12 @@ def test_app_services_are_routed_only_after_the_new_workloads_are_verified() -> 
         "kind": "Service",
         "metadata": {"name": "shop-postgres-rw", "labels": {LABEL_COMPONENT: "database"}},
     }
-    switched = switch_set([app_service, app_deployment, database_service])
-    assert switched == [app_deployment, database_service]
+    target = [app_service, app_deployment, database_service]
+    # The app's Service exists: Route flips it.
+    assert switch_set(target, live(app_service)) == [app_deployment, database_service]
+    # A Service the phase adds carries no traffic yet: SwitchApp creates it, so the new
+    # workloads that need it (the gateway needs its services) can turn Ready.
+    assert switch_set(target, live()) == target
 
 
 def test_every_plan_provisions_first_and_retires_last() -> None:
@@ -484,7 +488,8 @@ def test_provision_applies_the_backing_tiers_and_moves_on() -> None:
     ("step", "expected"),
     [
         (Step.WAIT_READY, "StatefulSet/postgres"),
-        (Step.VERIFY, "StatefulSet/postgres, Deployment/app"),
+        # A new app Service is created at SwitchApp and waited for like the rest.
+        (Step.VERIFY, "StatefulSet/postgres, Deployment/app, Service/app"),
     ],
 )
 def test_a_waiting_step_waits_for_its_objects(step: Step, expected: str) -> None:
@@ -582,7 +587,7 @@ def emitted_messages(effects: Sequence[Effect]) -> list[str]:
 
 
 def test_switch_app_applies_all_but_the_app_services_and_route_applies_them() -> None:
-    switched = advance(moving(step=Step.SWITCH_APP), Observed(TARGET), T0)
+    switched = advance(moving(step=Step.SWITCH_APP), Observed(TARGET, live(APP_SERVICE)), T0)
     assert switched.effects[0] == Apply((BACKING, APP))
     routed = advance(moving(step=Step.ROUTE), Observed(TARGET), T0)
     assert routed.effects[0] == Apply(tuple(TARGET))
