@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 
 from phaseshift.api import parse_plan
+from phaseshift.lab import binaries
 from phaseshift.lab.ports import free_port
 from phaseshift.lab.wait import wait_for
 from phaseshift.render import RenderContext, postgres, render_phase
 
 pytestmark = pytest.mark.integration
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = binaries.postgres_bin_dir()
 PASSWORD = "s3cret-pw"
 REPLICATION_PASSWORD = "replication-pw"
 REPLICA_POD = "shop-postgres-replica-0"

@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from phaseshift.lab import ports
+from phaseshift.lab import binaries, ports
 from phaseshift.lab.wait import wait_for
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = binaries.postgres_bin_dir()
 
 T = TypeVar("T")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -132,3 +133,32 @@ def ensure_node_built() -> Path:
 def ensure_prometheus_built() -> Path:
     """Returns the directory of the Prometheus binary, building it when missing."""
     return _ensure("prometheus", prometheus_bin_dir(), ("prometheus",))
+
+
+def postgres_bin_dir(debian: Path = Path("/usr/lib/postgresql")) -> Path:
+    """The directory of the PostgreSQL server binaries (initdb, postgres, pg_ctl,
+    pg_basebackup) the tests run: $PG_BIN when set, else `pg_config --bindir`, else the
+    newest of Debian's /usr/lib/postgresql/<major>/bin, else wherever initdb is on PATH.
+    Any major version from 13 on serves."""
+    explicit = os.environ.get("PG_BIN")
+    candidates = [Path(explicit)] if explicit else []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if found.returncode == 0 and found.stdout.strip():
+            candidates.append(Path(found.stdout.strip()))
+    if debian.is_dir():
+        majors = sorted(
+            (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        candidates += [p / "bin" for p in reversed(majors)]
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).parent)
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "postgres").exists():
+            return directory
+    raise BinariesMissing(
+        "no PostgreSQL server binaries (initdb, postgres) found: set PG_BIN, or install "
+        "them (Debian/Ubuntu: apt-get install postgresql)"
+    )
