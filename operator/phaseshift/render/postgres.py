@@ -128,10 +128,11 @@ def _database_clients(scope: Scope) -> int:
 
 
 def _postgres_scopes(scope: Scope) -> list[Scope]:
-    """Every phase up to the highest the plan may reach that runs PostgreSQL, the
-    scope's own among them."""
-    top = max(scope.phase, scope.plan.spec.policy.max_phase)
-    every = (Scope(scope.plan, number, scope.ctx) for number in PHASES if number <= top)
+    """Every phase that runs PostgreSQL, whatever the plan's maxPhase: the settings sized
+    from them take a restart to change, and a standby refuses to replay a primary whose
+    value is higher than its own, so lowering maxPhase during a demotion (primary and
+    replica restarting in no set order) must not lower them."""
+    every = (Scope(scope.plan, number, scope.ctx) for number in PHASES)
     return [s for s in every if s.catalog.database.postgres]
 
 
@@ -144,8 +145,8 @@ def max_connections(scope: Scope) -> int:
 
 
 def wal_senders(scope: Scope) -> int:
-    """max_wal_senders and max_replication_slots, for every phase the plan may reach (a
-    restart to change, and standbys need the primary's value): a replica streams through
+    """max_wal_senders and max_replication_slots, for every phase (a restart to change,
+    and standbys need the primary's value): a replica streams through
     one sender and one slot, and a clone takes a second sender while pg_basebackup copies.
     Twice the most replicas also leaves room for the slots of replicas scaled away: a
     primary holding more slots than max_replication_slots does not start."""

@@ -181,14 +181,16 @@ def test_max_connections_cover_every_pool_the_plan_may_open(render, make_plan) -
     assert {_conf(render(p, plan))["max_connections"] for p in (2, 3, 4)} == {str(phase3)}
 
 
-def test_max_connections_never_go_below_postgres_default(render, make_plan) -> None:
-    # A plan that stops at phase 2: both colours of one replica.
-    plan = make_plan(policy={"maxPhase": 2})
-    assert _conf(render(2, plan))["max_connections"] == str(postgres.MIN_CONNECTIONS)
-    plan = make_plan(policy={"maxPhase": 2}, overrides=[{"phase": 2, "appReplicas": 8}])
-    assert _conf(render(2, plan))["max_connections"] == str(
-        2 * 8 * postgres.APP_POOL_SIZE + postgres.CONNECTION_HEADROOM
-    )
+def test_a_lower_max_phase_changes_no_setting_a_restart_would_apply(render, make_plan) -> None:
+    """max_connections and the WAL senders are sized for every phase, whatever maxPhase
+    says: lowering it during a demotion restarts primary and replica in no set order, and
+    a standby refuses to replay a primary whose value is higher than its own."""
+    keys = ("max_connections", "max_wal_senders", "max_replication_slots")
+    for phase in (2, 3):
+        everything = _conf(render(phase))
+        capped = _conf(render(phase, make_plan(policy={"maxPhase": phase})))
+        assert {k: capped[k] for k in keys} == {k: everything[k] for k in keys}
+    assert int(everything["max_connections"]) >= postgres.MIN_CONNECTIONS
 
 
 def test_shared_buffers_follow_a_small_memory_request(render, make_plan) -> None:
