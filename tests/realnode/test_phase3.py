@@ -25,6 +25,7 @@ from phaseshift.lab.realshop import (
     phase_images,
     pinned_plan,
     pods,
+    psql,
     request,
     served,
     service_url,
@@ -33,10 +34,12 @@ from phaseshift.lab.realshop import (
 from phaseshift.lab.wait import wait_for
 
 pytestmark = pytest.mark.integration
+SHARDS = 2
 
 WORKLOADS = (
     "statefulset/shop-postgres",
     "statefulset/shop-postgres-replica",
+    "statefulset/shop-postgres-shard",
     "statefulset/shop-redis-cluster",
     "statefulset/shop-rabbitmq",
     "deployment/shop-app",
@@ -58,11 +61,47 @@ def shop(
         ),
     )
     # Users reach the shop through a NodePort, as on a laptop's kind cluster.
-    apply_plan(kubectl, namespace, pinned_plan(3, exposure={"type": "NodePort"}, **laptop_sizes()))
+    sizes = laptop_sizes()
+    # Users and their items hash-sharded across two PostgreSQL primaries.
+    for override in sizes["overrides"]:
+        if override["phase"] == 3:
+            override["shards"] = SHARDS
+    apply_plan(kubectl, namespace, pinned_plan(3, exposure={"type": "NodePort"}, **sizes))
     wait_for(lambda: settled(kubectl, namespace, 3), timeout=900, poll=2, what="phase 3 to settle")
     for workload in WORKLOADS:
         kubectl("-n", namespace, "rollout", "status", workload, "--timeout=600s")
     yield namespace
+
+
+def test_shards_hold_the_users_between_them_and_the_app_reads_each_back(
+    kubectl: Kubectl, shop: str
+) -> None:
+    namespace = shop
+    url = service_url(kubectl, namespace, f"{PLAN}-app")
+    written = [
+        request("POST", f"{url}/users", {"name": "S", "email": f"shard{i}@example.com"})["id"]
+        for i in range(24)
+    ]
+    counts = [
+        int(
+            psql(
+                kubectl, namespace, f"{PLAN}-postgres-shard-{i}",
+                "SELECT count(*) FROM users WHERE email LIKE 'shard%'",
+            )
+        )
+        for i in range(SHARDS)
+    ]  # fmt: skip
+    assert sum(counts) == len(written) and all(counts), counts
+    # The primary of the unsharded layout holds none of them.
+    on_primary = psql(
+        kubectl,
+        namespace,
+        f"{PLAN}-postgres-0",
+        "SELECT count(*) FROM users WHERE email LIKE 'shard%'",
+    )
+    assert on_primary == "0"
+    for user in written:
+        assert request("GET", f"{url}/users/{user}")["id"] == user
 
 
 def redis_cluster_info(kubectl: Kubectl, namespace: str, pod: str) -> dict[str, str]:

@@ -131,3 +131,53 @@ def test_up_down_and_up_again_under_writes_loses_nothing(
         what="the replica to hold the first and the last write",
     )
     assert found == "2"
+
+
+def test_an_operator_killed_at_each_step_of_1_to_2_converges_with_nothing_lost(
+    cluster: LocalCluster, kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    """SIGKILL the operator whenever the migration reaches a new step, and start it again
+    (it waits for the dead one's Lease to lapse): the move completes once, with one
+    migration Job, phase 1's workloads gone, and every acknowledged write there once."""
+    load_images(
+        cluster, phase_images("app", "postgres", "postgres-exporter", "redis", "redis-exporter")
+    )
+    move_to(kubectl, namespace, 1)
+    url = service_url(kubectl, namespace, f"{PLAN}-app")
+    served(url)
+    killed_at: list[str] = []
+    with Writer(url) as writer:
+        writer.wait_for_acknowledged(30)
+        apply_plan(kubectl, namespace, pinned_plan(2, **laptop_sizes()))
+
+        def converged() -> bool:
+            status = get(kubectl, namespace, "scaleplans.phaseshift.dev", PLAN).get("status", {})
+            move = status.get("transition")
+            if move and move["steps"][move["step"]] not in killed_at:
+                killed_at.append(move["steps"][move["step"]])
+                operator.kill()
+                operator.start()
+            return settled(kubectl, namespace, 2) is not None
+
+        wait_for(converged, timeout=900, poll=0.5, what="1 -> 2 across operator kills")
+        writer.wait_for_acknowledged(30)
+    # The steps that wait are seen for certain; the others may pass between two looks.
+    assert {"WaitReady", "MigrateData"} <= set(killed_at), killed_at
+    assert_none_lost(writer, url)
+    status = get(kubectl, namespace, "scaleplans.phaseshift.dev", PLAN)["status"]
+    assert [(h["from"], h["to"]) for h in status["history"]] == [(1, 2)]
+    jobs = json.loads(kubectl("-n", namespace, "get", "jobs", "-o", "json").stdout)["items"]
+    assert len([j for j in jobs if "migrate-sqlite" in j["metadata"]["name"]]) == 1, jobs
+    deployments = kubectl("-n", namespace, "get", "deployments", "-o", "name").stdout.split()
+    assert sorted(deployments) == [
+        f"deployment.apps/{PLAN}-app-blue",
+        f"deployment.apps/{PLAN}-app-green",
+        f"deployment.apps/{PLAN}-redis",
+    ]
+    rows = psql(
+        kubectl,
+        namespace,
+        f"{PLAN}-postgres-0",
+        "SELECT count(*), count(DISTINCT email) FROM users",
+    ).split("|")
+    assert rows[0] == rows[1] and int(rows[0]) >= len(writer.acknowledged), rows
