@@ -18,6 +18,7 @@ from phaseshift.lab.realshop import (
     PLAN,
     app_metric,
     apply_plan,
+    delete_pods,
     laptop_sizes,
     phase_images,
     pinned_plan,
@@ -65,7 +66,7 @@ def test_phase_1_serves_crud_from_sqlite_and_keeps_its_data_across_a_pod_deletio
     files = kubectl("-n", namespace, "exec", pod[0], "--", "sh", "-c", "ls /data").stdout.split()
     assert any(name.endswith(".db") for name in files), files
 
-    kubectl("-n", namespace, "delete", pod[0], "--wait=true")
+    delete_pods(kubectl, namespace, pod[0].removeprefix("pod/"))
     kubectl("-n", namespace, "rollout", "status", f"deployment/{PLAN}-app", "--timeout=180s")
     again = wait_for(
         lambda: request("GET", f"{url}/users/{user['id']}"),

@@ -181,3 +181,22 @@ def pods(kubectl: Kubectl, namespace: str, workload: str) -> list[str]:
 
 def get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any]:
     return dict(json.loads(kubectl("-n", namespace, "get", kind, name, "-o", "json").stdout))
+
+
+def delete_pods(kubectl: Kubectl, namespace: str, *which: str, timeout: float = 300) -> None:
+    """Deletes pods (names, or `-l selector`) and returns once those pods are gone; their
+    StatefulSet or Deployment may already run new pods of the same names. Polled by uid:
+    `kubectl delete --wait` can miss the deletion on its watch and wait forever."""
+    doomed = _pod_uids(kubectl, namespace, *which)
+    kubectl("-n", namespace, "delete", "pods", *which, "--wait=false")
+    wait_for(
+        lambda: not doomed & _pod_uids(kubectl, namespace),
+        timeout=timeout,
+        poll=1,
+        what=f"pods {' '.join(which)} to be gone",
+    )
+
+
+def _pod_uids(kubectl: Kubectl, namespace: str, *which: str) -> set[str]:
+    listed = json.loads(kubectl("-n", namespace, "get", "pods", *which, "-o", "json").stdout)
+    return {pod["metadata"]["uid"] for pod in listed.get("items", [listed])}
