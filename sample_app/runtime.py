@@ -9,6 +9,7 @@ says whether it is ready.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -23,6 +24,9 @@ from .metrics import Metrics
 from .queue import JobPublisher
 from .service import DataService
 from .storage import StorageUnavailable, open_store
+
+# How long readiness waits for the cache's answer before reporting it degraded.
+CACHE_CHECK_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,13 @@ class DataRuntime:
         # Cache and queue are not readiness conditions: without them the service still
         # answers (slower, or with jobs held), so they are only reported.
         if isinstance(svc.cache, Cache):
-            ok = await run_in_threadpool(svc.cache.ping)
+            # Bounded: a Redis Cluster whose nodes all moved keeps its client retrying
+            # for seconds, and a probe that waits for it would take the pod out of its
+            # Service for want of a cache it does not need.
+            try:
+                ok = await asyncio.wait_for(run_in_threadpool(svc.cache.ping), CACHE_CHECK_SECONDS)
+            except TimeoutError:
+                ok = False
             checks["cache"] = "ok" if ok else "degraded"
         if svc.jobs is not None:
             checks["queue"] = "ok" if svc.jobs.pending == 0 else f"{svc.jobs.pending} held"

@@ -249,9 +249,17 @@ def test_the_redis_cluster_forms_and_forms_again_after_all_its_pods_are_deleted(
         poll=3,
         what="the Redis Cluster to form again with six nodes",
     )
-    # The app caches through the re-formed cluster.
+    # The app caches through the re-formed cluster, once its client has found the nodes
+    # at their new addresses.
     for _ in range(3):
-        assert request("GET", f"{url}/users/{user['id']}")["name"] == "Barbara"
+        found = wait_for(
+            lambda: request("GET", f"{url}/users/{user['id']}"),
+            retry_on=(OSError,),
+            timeout=120,
+            poll=1,
+            what="the app to answer through the re-formed cluster",
+        )
+        assert found["name"] == "Barbara"
     keys = sum(
         int(
             kubectl(
