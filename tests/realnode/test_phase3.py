@@ -249,26 +249,28 @@ def test_the_redis_cluster_forms_and_forms_again_after_all_its_pods_are_deleted(
         poll=3,
         what="the Redis Cluster to form again with six nodes",
     )
-    # The app caches through the re-formed cluster, once its client has found the nodes
-    # at their new addresses.
-    for _ in range(3):
-        found = wait_for(
-            lambda: request("GET", f"{url}/users/{user['id']}"),
-            retry_on=(OSError,),
-            timeout=120,
-            poll=1,
-            what="the app to answer through the re-formed cluster",
-        )
-        assert found["name"] == "Barbara"
-    keys = sum(
-        int(
-            kubectl(
-                "-n", namespace, "exec", pod, "-c", "redis", "--", "redis-cli", "dbsize"
-            ).stdout.strip()
-        )
-        for pod in pods(kubectl, namespace, "redis-cluster")
-    )  # fmt: skip
-    assert keys > 0
+
+    # The app reads through the re-formed cluster and caches there again, once its client
+    # has found the nodes at their new addresses (until then it serves from PostgreSQL).
+    def cached_keys() -> int:
+        assert request("GET", f"{url}/users/{user['id']}")["name"] == "Barbara"
+        return sum(
+            int(
+                kubectl(
+                    "-n", namespace, "exec", pod, "-c", "redis", "--", "redis-cli", "dbsize"
+                ).stdout.strip()
+            )
+            for pod in pods(kubectl, namespace, "redis-cluster")
+        )  # fmt: skip
+
+    wait_for(
+        cached_keys,
+        until=lambda keys: keys > 0,
+        retry_on=(OSError,),
+        timeout=180,
+        poll=2,
+        what="the app to cache in the re-formed cluster",
+    )
 
 
 def test_rabbitmq_forms_one_cluster_and_jobs_survive_the_loss_of_a_node(
