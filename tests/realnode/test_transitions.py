@@ -56,6 +56,18 @@ def reasons(kubectl: Kubectl, namespace: str) -> list[str]:
     return [e["reason"] for e in listed["items"]]
 
 
+def move_under_writes(
+    kubectl: Kubectl, namespace: str, url: str, phase: int
+) -> tuple[Writer, dict[str, Any]]:
+    """Moves the plan to `phase` while a writer writes through `url`, from before the move
+    until after it has settled."""
+    with Writer(url) as writer:
+        writer.wait_for_acknowledged(20)
+        status = move_to(kubectl, namespace, phase)
+        writer.wait_for_acknowledged(50)
+    return writer, status
+
+
 def assert_none_lost(writer: Writer, url: str) -> None:
     assert writer.acknowledged, "the app acknowledged no write"
     lost = writer.missing(url)
@@ -73,10 +85,7 @@ def test_up_down_and_up_again_under_writes_loses_nothing(
     served(url)
 
     # 1 -> 2: the migration Job freezes phase 1's writes before its final pass.
-    with Writer(url) as writer:
-        writer.wait_for_acknowledged(50)
-        status = move_to(kubectl, namespace, 2)
-        writer.wait_for_acknowledged(50)
+    writer, status = move_under_writes(kubectl, namespace, url, 2)
     assert status["dataTier"] == "PostgreSQL"
     assert_none_lost(writer, url)
     assert reasons(kubectl, namespace).count("StepMigrateData") == 1
@@ -90,10 +99,7 @@ def test_up_down_and_up_again_under_writes_loses_nothing(
     first = writer.acknowledged[0]
 
     # 2 -> 1: the data stays in PostgreSQL; the app goes back to one server beside it.
-    with Writer(url) as down:
-        down.wait_for_acknowledged(20)
-        status = move_to(kubectl, namespace, 1)
-        down.wait_for_acknowledged(50)
+    down, status = move_under_writes(kubectl, namespace, url, 1)
     assert status["dataTier"] == "PostgreSQL"
     assert_none_lost(writer, url)
     assert_none_lost(down, url)
@@ -106,10 +112,7 @@ def test_up_down_and_up_again_under_writes_loses_nothing(
     assert f"persistentvolumeclaim/data-{PLAN}-postgres-replica-0" in claims
 
     # 1 -> 2 again: nothing to migrate; the replica starts on its old volume and streams.
-    with Writer(url) as up:
-        up.wait_for_acknowledged(20)
-        move_to(kubectl, namespace, 2)
-        up.wait_for_acknowledged(50)
+    up, _ = move_under_writes(kubectl, namespace, url, 2)
     for each in (writer, down, up):
         assert_none_lost(each, url)
     assert reasons(kubectl, namespace).count("StepMigrateData") == 1
